@@ -252,3 +252,13 @@ class AccountState:
         if self.equity <= 0:
             return Decimal(1)
         return self.used_margin / self.equity
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """A journal status change for an order that already has a row."""
+
+    client_id: str
+    status: OrderStatus
+    exchange_id: str | None = None
+    reason: str = ""
