@@ -286,15 +286,25 @@ class Position:
         record = FillRecord(
             fill.fill_id, role, fill.qty, fill.price, fill.ts, fill.fee, fill.client_id
         )
+        updates: tuple[OrderUpdate, ...] = ()
         if role is OrderRole.ENTRY:
             nxt = _with_entry(self.data, record)
             trigger = "entry_filled"
+            entry_done = nxt.entry_working and nxt.entry_filled >= self.intended_qty
+            if entry_done and fill.client_id == self.entry_client_id:
+                nxt = replace(nxt, entry_working=False)
+                updates = (OrderUpdate(fill.client_id, OrderStatus.FILLED),)
         else:
             nxt = _with_exit(self.data, record)
             trigger = "exit_filled"
         detail = {"fill_id": fill.fill_id, "qty": str(fill.qty), "price": str(fill.price)}
         return self._fire(
-            trigger, replace(nxt, updated_at=at), at=at, detail=detail, fills=(record,)
+            trigger,
+            replace(nxt, updated_at=at),
+            at=at,
+            detail=detail,
+            updates=updates,
+            fills=(record,),
         )
 
     # ----------------------------------------------------------------- entry order
