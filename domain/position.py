@@ -15,7 +15,7 @@ locked. Terminal positions leave the machine so it does not grow without bound.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -32,100 +32,18 @@ from domain.models import (
     Origin,
     PositionSide,
 )
+from domain.position_data import (
+    ZERO,
+    Change,
+    FillRecord,
+    PositionData,
+    StopRef,
+    client_order_id,
+    parse_client_order_id,
+    with_entry,
+    with_exit,
+)
 from domain.position_table import TERMINAL, TRANSITIONS, TRIGGERS, State
-
-ZERO = Decimal(0)
-CLIENT_ID_PREFIX = "bst"
-
-
-def client_order_id(position_id: str, role: OrderRole, attempt: int) -> str:
-    """Deterministic client order id ``bst-<position>-<role>-<attempt>`` (rule 1)."""
-    return f"{CLIENT_ID_PREFIX}-{position_id}-{role.value}-{attempt}"
-
-
-def parse_client_order_id(client_id: str) -> tuple[str, OrderRole, int] | None:
-    """Inverse of :func:`client_order_id`; ``None`` for ids Bastion did not make."""
-    if not client_id.startswith(CLIENT_ID_PREFIX + "-"):
-        return None
-    parts = client_id[len(CLIENT_ID_PREFIX) + 1 :].rsplit("-", 2)
-    if len(parts) != 3 or not parts[2].isdigit():
-        return None
-    try:
-        role = OrderRole(parts[1])
-    except ValueError:
-        return None
-    return parts[0], role, int(parts[2])
-
-
-@dataclass(frozen=True, slots=True)
-class StopRef:
-    """A stop order of this position: in flight (pending) or resting at the exchange."""
-
-    client_id: str
-    price: Decimal
-    qty: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class FillRecord:
-    """A fill as applied to a position."""
-
-    fill_id: str
-    role: OrderRole
-    qty: Decimal
-    price: Decimal
-    ts: int
-    fee: Decimal = ZERO
-    client_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PositionData:
-    """Everything about a position that events change. Replaced whole, never mutated."""
-
-    entry_filled: Decimal = ZERO
-    entry_cost: Decimal = ZERO  # sum of qty * price over entry fills
-    exit_filled: Decimal = ZERO
-    exit_proceeds: Decimal = ZERO  # sum of qty * price over exit fills
-    fees: Decimal = ZERO
-    fill_ids: frozenset[str] = frozenset()
-    deferred_exits: tuple[FillRecord, ...] = ()  # exit fills seen before the entries they close
-    stop_resting: StopRef | None = None
-    stop_pending: StopRef | None = None
-    exit_client_id: str | None = None
-    entry_working: bool = False
-    attempts: Mapping[str, int] = field(default_factory=dict)
-    quarantine_reason: str = ""
-    updated_at: int = 0
-
-    @property
-    def remaining(self) -> Decimal:
-        """Rule 3: remaining = entry fills - exit fills."""
-        return self.entry_filled - self.exit_filled
-
-    @property
-    def avg_entry_price(self) -> Decimal | None:
-        return self.entry_cost / self.entry_filled if self.entry_filled else None
-
-    @property
-    def avg_exit_price(self) -> Decimal | None:
-        return self.exit_proceeds / self.exit_filled if self.exit_filled else None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One committed event: what the store writes in a single transaction."""
-
-    position_id: str
-    trigger: str
-    source: State | None  # None when the position is created
-    dest: State
-    version: int  # the position's version after the change
-    at: int
-    detail: Mapping[str, Any] = field(default_factory=dict)
-    orders: tuple[Order, ...] = ()  # new journal rows, written with status "sending"
-    order_updates: tuple[OrderUpdate, ...] = ()
-    fills: tuple[FillRecord, ...] = ()
 
 
 class Position:
@@ -236,7 +154,7 @@ class Position:
         """Take over an exposure found at the exchange that no managed position explains."""
         pos = cls(position_id, symbol, side, origin=Origin.ADOPTED, created_at=at, intended_qty=qty)
         record = FillRecord(f"adopt-{position_id}", OrderRole.ENTRY, qty, price, at)
-        nxt = _with_entry(pos.data, record)
+        nxt = with_entry(pos.data, record)
         change = pos._fire("adopted", nxt, at=at, detail={"qty": str(qty), "price": str(price)})
         return pos, change
 
@@ -288,14 +206,14 @@ class Position:
         )
         updates: tuple[OrderUpdate, ...] = ()
         if role is OrderRole.ENTRY:
-            nxt = _with_entry(self.data, record)
+            nxt = with_entry(self.data, record)
             trigger = "entry_filled"
             entry_done = nxt.entry_working and nxt.entry_filled >= self.intended_qty
             if entry_done and fill.client_id == self.entry_client_id:
                 nxt = replace(nxt, entry_working=False)
                 updates = (OrderUpdate(fill.client_id, OrderStatus.FILLED),)
         else:
-            nxt = _with_exit(self.data, record)
+            nxt = with_exit(self.data, record)
             trigger = "exit_filled"
         detail = {"fill_id": fill.fill_id, "qty": str(fill.qty), "price": str(fill.price)}
         return self._fire(
@@ -360,25 +278,10 @@ class Position:
                 "stop_submitted",
                 f"{price} is looser than the resting stop at {d.stop_resting.price}",
             )
-        attempt = d.attempts.get(OrderRole.STOP.value, 0) + 1
-        client_id = client_order_id(self.id, OrderRole.STOP, attempt)
-        order = Order(
-            client_id=client_id,
-            symbol=self.symbol,
-            role=OrderRole.STOP,
-            type=OrderType.STOP,
-            side=self.side.exit_side,
-            qty=size,
-            reduce_only=True,
-            status=OrderStatus.SENDING,
-            trigger_price=price,
-            position_id=self.id,
-        )
+        order, attempts = self._write_ahead(OrderRole.STOP, OrderType.STOP, size, price)
+        client_id = order.client_id
         nxt = replace(
-            d,
-            stop_pending=StopRef(client_id, price, size),
-            attempts={**d.attempts, OrderRole.STOP.value: attempt},
-            updated_at=at,
+            d, stop_pending=StopRef(client_id, price, size), attempts=attempts, updated_at=at
         )
         detail = {"client_id": client_id, "price": str(price), "qty": str(size)}
         return self._fire("stop_submitted", nxt, at=at, detail=detail, orders=(order,))
@@ -438,24 +341,11 @@ class Position:
             raise InvalidTransition(
                 self.id, self.state, "tp_submitted", f"size {qty} vs exposure {d.remaining}"
             )
-        attempt = d.attempts.get(OrderRole.TAKE_PROFIT.value, 0) + 1
-        client_id = client_order_id(self.id, OrderRole.TAKE_PROFIT, attempt)
-        order = Order(
-            client_id=client_id,
-            symbol=self.symbol,
-            role=OrderRole.TAKE_PROFIT,
-            type=OrderType.TAKE_PROFIT,
-            side=self.side.exit_side,
-            qty=qty,
-            reduce_only=True,
-            status=OrderStatus.SENDING,
-            trigger_price=price,
-            position_id=self.id,
+        order, attempts = self._write_ahead(
+            OrderRole.TAKE_PROFIT, OrderType.TAKE_PROFIT, qty, price
         )
-        nxt = replace(
-            d, attempts={**d.attempts, OrderRole.TAKE_PROFIT.value: attempt}, updated_at=at
-        )
-        detail = {"client_id": client_id, "price": str(price), "qty": str(qty)}
+        nxt = replace(d, attempts=attempts, updated_at=at)
+        detail = {"client_id": order.client_id, "price": str(price), "qty": str(qty)}
         return self._fire("tp_submitted", nxt, at=at, detail=detail, orders=(order,))
 
     def request_exit(self, *, at: int, reason: str = "") -> Change:
@@ -463,26 +353,9 @@ class Position:
         d = self.data
         if d.remaining <= 0:
             raise InvalidTransition(self.id, self.state, "exit_requested", "no exposure")
-        attempt = d.attempts.get(OrderRole.EXIT.value, 0) + 1
-        client_id = client_order_id(self.id, OrderRole.EXIT, attempt)
-        order = Order(
-            client_id=client_id,
-            symbol=self.symbol,
-            role=OrderRole.EXIT,
-            type=OrderType.MARKET,
-            side=self.side.exit_side,
-            qty=d.remaining,
-            reduce_only=True,
-            status=OrderStatus.SENDING,
-            position_id=self.id,
-        )
-        nxt = replace(
-            d,
-            exit_client_id=client_id,
-            attempts={**d.attempts, OrderRole.EXIT.value: attempt},
-            updated_at=at,
-        )
-        detail = {"client_id": client_id, "reason": reason}
+        order, attempts = self._write_ahead(OrderRole.EXIT, OrderType.MARKET, d.remaining)
+        nxt = replace(d, exit_client_id=order.client_id, attempts=attempts, updated_at=at)
+        detail = {"client_id": order.client_id, "reason": reason}
         return self._fire("exit_requested", nxt, at=at, detail=detail, orders=(order,))
 
     def on_exit_failed(
@@ -499,6 +372,25 @@ class Position:
         update = OrderUpdate(client_id, status, reason=reason)
         detail = {"client_id": client_id, "reason": reason}
         return self._fire("exit_failed", nxt, at=at, detail=detail, updates=(update,))
+
+    def _write_ahead(
+        self, role: OrderRole, order_type: OrderType, qty: Decimal, trigger: Decimal | None = None
+    ) -> tuple[Order, dict[str, int]]:
+        """The next reduce-only order of ``role``, with status sending, and the new attempts."""
+        attempt = self.data.attempts.get(role.value, 0) + 1
+        order = Order(
+            client_id=client_order_id(self.id, role, attempt),
+            symbol=self.symbol,
+            role=role,
+            type=order_type,
+            side=self.side.exit_side,
+            qty=qty,
+            reduce_only=True,
+            status=OrderStatus.SENDING,
+            trigger_price=trigger,
+            position_id=self.id,
+        )
+        return order, {**self.data.attempts, role.value: attempt}
 
     # ----------------------------------------------------------------- quarantine
 
@@ -576,50 +468,6 @@ class Position:
         )
 
 
-def _with_entry(d: PositionData, record: FillRecord) -> PositionData:
-    """Add an entry fill, then settle exit fills that were waiting for it, in arrival order."""
-    nxt = replace(
-        d,
-        entry_filled=d.entry_filled + record.qty,
-        entry_cost=d.entry_cost + record.qty * record.price,
-        fees=d.fees + record.fee,
-        fill_ids=d.fill_ids | {record.fill_id},
-    )
-    waiting, nxt = nxt.deferred_exits, replace(nxt, deferred_exits=())
-    for held in waiting:
-        nxt = _with_exit(nxt, held, already_seen=True)
-    return nxt
-
-
-def _with_exit(d: PositionData, record: FillRecord, *, already_seen: bool = False) -> PositionData:
-    """Add an exit fill; one larger than the known exposure waits for its entry fills."""
-    ids = d.fill_ids if already_seen else d.fill_ids | {record.fill_id}
-    if record.qty > d.remaining:
-        return replace(d, fill_ids=ids, deferred_exits=(*d.deferred_exits, record))
-    nxt = replace(
-        d,
-        exit_filled=d.exit_filled + record.qty,
-        exit_proceeds=d.exit_proceeds + record.qty * record.price,
-        fees=d.fees + record.fee,
-        fill_ids=ids,
-    )
-    if record.role is OrderRole.STOP:
-        nxt = replace(
-            nxt,
-            stop_resting=_shrink(nxt.stop_resting, record),
-            stop_pending=_shrink(nxt.stop_pending, record),
-        )
-    return nxt
-
-
-def _shrink(stop: StopRef | None, record: FillRecord) -> StopRef | None:
-    """A stop's open quantity after one of its own fills."""
-    if stop is None or stop.client_id != record.client_id:
-        return stop
-    left = stop.qty - record.qty
-    return replace(stop, qty=left) if left > 0 else None
-
-
 def _build_machine() -> Machine:
     machine = Machine(
         model=None,
@@ -640,4 +488,14 @@ def _build_machine() -> Machine:
 
 
 MACHINE: Machine = _build_machine()
-__all__ = ["MACHINE", "TRIGGERS", "Change", "FillRecord", "Position", "PositionData", "StopRef"]
+__all__ = [
+    "MACHINE",
+    "TRIGGERS",
+    "Change",
+    "FillRecord",
+    "Position",
+    "PositionData",
+    "StopRef",
+    "client_order_id",
+    "parse_client_order_id",
+]

@@ -139,7 +139,6 @@ TRANSITIONS: tuple[Rule, ...] = (
     Rule("exit_failed", Q, Q),
     Rule("quarantine_raised", Q, Q),
     Rule("released", Q, K, ("never_filled_after",)),
-    Rule("released", Q, C, ("flat_after",)),
     Rule("released", Q, R, ("covered_after",)),
     Rule("released", Q, U, ("exposed_after",)),
 )
