@@ -215,6 +215,8 @@ class Position:
         else:
             nxt = with_exit(self.data, record)
             trigger = "exit_filled"
+        if self.unbalanced_after(nxt):
+            nxt = replace(nxt, quarantine_reason="exit fills exceed the known entry fills")
         detail = {"fill_id": fill.fill_id, "qty": str(fill.qty), "price": str(fill.price)}
         return self._fire(
             trigger,
@@ -410,6 +412,9 @@ class Position:
     def covered_after(self, nxt: PositionData) -> bool:
         stop = nxt.stop_resting
         return nxt.remaining > 0 and stop is not None and stop.qty == nxt.remaining
+
+    def unbalanced_after(self, nxt: PositionData) -> bool:
+        return nxt.entry_filled > 0 and nxt.remaining == 0 and bool(nxt.deferred_exits)
 
     def exposed_after(self, nxt: PositionData) -> bool:
         return nxt.remaining > 0

@@ -60,10 +60,14 @@ C, K, Q = State.CLOSED, State.CANCELLED, State.QUARANTINED
 def _settle(trigger: str, source: State, hold: State | None = None) -> tuple[Rule, ...]:
     """Rows for an event that changes exposure or stop coverage.
 
-    Flat after the event -> closed; exactly covered by the resting stop -> protected; otherwise
-    unprotected, unless ``hold`` names a state the position keeps (exiting, quarantined).
+    Flat after the event -> closed; no known exposure left but exit fills still waiting for entry
+    fills we have not seen -> quarantined (it settles to closed when they arrive); exactly covered
+    by the resting stop -> protected; otherwise unprotected, unless ``hold`` names a state the
+    position keeps (exiting, quarantined).
     """
     rows = [Rule(trigger, source, C, ("flat_after",))]
+    if hold is not Q:
+        rows.append(Rule(trigger, source, Q, ("unbalanced_after",)))
     if hold is None:
         rows.append(Rule(trigger, source, R, ("covered_after",)))
         rows.append(Rule(trigger, source, U))
@@ -75,8 +79,7 @@ def _settle(trigger: str, source: State, hold: State | None = None) -> tuple[Rul
 TRANSITIONS: tuple[Rule, ...] = (
     # pending: nothing is exposed yet
     Rule("adopted", P, U, ("exposed_after",)),
-    Rule("entry_filled", P, C, ("flat_after",)),  # a fill that only settles earlier exit fills
-    Rule("entry_filled", P, U),
+    *_settle("entry_filled", P, hold=U),  # an entry fill may also settle earlier exit fills
     Rule("exit_filled", P, P, ("no_exposure_after",)),  # reordered: kept until its entry arrives
     Rule("entry_rejected", P, K, ("never_filled_after",)),
     Rule("entry_rejected", P, Q),

@@ -149,3 +149,15 @@ def test_mermaid_diagram_is_generated_from_the_table() -> None:
     assert text.startswith("stateDiagram-v2")
     assert "protected --> exiting : stop_triggered / exit_requested" in text
     assert "unprotected --> protected : entry_filled [covered_after]" in text
+
+
+def test_exit_fills_beyond_known_entries_quarantine_then_settle_when_the_entry_arrives() -> None:
+    pos = f.pending()
+    f.entry_fill(pos, "0.25")
+    f.exit_fill(pos, "0.5")  # waits: more than the known exposure
+    f.exit_fill(pos, "0.25")  # known exposure is now zero, one exit still unexplained
+    assert pos.current is State.QUARANTINED
+    assert pos.data.quarantine_reason == "exit fills exceed the known entry fills"
+    f.entry_fill(pos, "0.5")  # the late entry fill explains it
+    assert pos.current is State.CLOSED
+    assert pos.data.exit_filled == f.D("0.75")

@@ -34,11 +34,25 @@ def _with_deferred_exit(pos: Position, qty: str) -> Position:
     return pos
 
 
+def _unbalanced_by_exit(pos: Position) -> Change | None:
+    """An oversized exit fill waits; a second one takes the known exposure to zero."""
+    f.exit_fill(pos, str(pos.remaining + f.D("0.5")))
+    return f.exit_fill(pos, str(pos.remaining))
+
+
+def _unbalanced_by_entry(pos: Position) -> Change | None:
+    """Two exit fills wait; an entry fill lets the smaller one settle, the larger still waits."""
+    f.exit_fill(pos, "3")
+    f.exit_fill(pos, str(pos.remaining + f.D("0.5")))
+    return f.entry_fill(pos, "0.5")
+
+
 # ------------------------------------------------------------------ pending
 case(P, "adopted", U)(
     lambda: Position.adopt("a1", f.SYMBOL, PositionSide.SHORT, f.D(3), f.D(50), at=f.now())[1]
 )
 case(P, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.pending(), "1"), "1"))
+case(P, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.pending()))
 case(P, "entry_filled", U)(lambda: f.entry_fill(f.pending(), "1"))
 case(P, "exit_filled", P)(lambda: f.exit_fill(f.pending(), "1"))
 
@@ -82,6 +96,8 @@ def _u_entry_restores_cover() -> Change | None:
     return f.entry_fill(pos, "0.5")
 
 
+case(U, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.unprotected()))
+case(U, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.unprotected()))
 case(U, "entry_filled", U)(lambda: f.entry_fill(f.unprotected(), "0.5"))
 case(U, "exit_filled", C)(lambda: f.exit_fill(f.unprotected(), "1"))
 
@@ -145,6 +161,8 @@ def _r_entry_settles_deferred() -> Change | None:
     return f.entry_fill(pos, "1.5")  # 1 + 1.5 - 1.5 = 1, still exactly covered
 
 
+case(R, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.protected()))
+case(R, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.protected()))
 case(R, "entry_filled", U)(lambda: f.entry_fill(f.protected(), "1"))
 case(R, "exit_filled", C)(lambda: f.stop_fill(f.protected(), "1"))
 case(R, "exit_filled", R)(lambda: f.stop_fill(f.protected(), "0.4"))
@@ -203,6 +221,8 @@ case(R, "quarantine_raised", Q)(lambda: f.protected().quarantine("ladder", at=f.
 
 # ------------------------------------------------------------------ exiting
 case(X, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.exiting(), "1.5"), "0.5"))
+case(X, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.exiting()))
+case(X, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.exiting()))
 case(X, "entry_filled", X)(lambda: f.entry_fill(f.exiting(), "1"))
 case(X, "exit_filled", C)(lambda: f.exit_fill(f.exiting(), "1"))
 case(X, "exit_filled", X)(lambda: f.exit_fill(f.exiting(), "0.5"))
