@@ -14,38 +14,34 @@ example ``BASTION_CONFIG`` or ``BASTION_TEST_PG_URL``) are ignored, with one exc
 variable that names a section field with a single underscore (``BASTION_RISK_MAX_LEVERAGE``
 instead of ``BASTION_RISK__MAX_LEVERAGE``) is reported as an error, since it is almost certainly
 a typo that would otherwise be dropped silently.
+
+This module holds the models. Reading and validating a file and an environment lives in
+:mod:`adapters.settings_loader`, which imports this module; ``ConfigError``,
+``format_config_error`` and ``load_settings`` are re-exported here through a module
+``__getattr__`` (resolved on first use, after both modules are initialised), so
+``from adapters.settings import load_settings`` works whichever module is imported first.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from adapters.settings_loader import ConfigError, format_config_error, load_settings
 
 ENV_PREFIX = "BASTION_"
 ENV_NESTED_DELIMITER = "__"
@@ -74,28 +70,17 @@ SECRET_FIELDS: tuple[tuple[str, str], ...] = (
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+(-[A-Za-z0-9]+)*)?$")
 _EXCHANGE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
-# Inputs for the Settings construction in progress: (environment, YAML data). See load_settings.
-_INPUTS: ContextVar[tuple[Mapping[str, str], dict[str, Any]] | None] = ContextVar(
-    "bastion_settings_inputs", default=None
-)
+# Names defined in adapters.settings_loader and served from here by __getattr__.
+_LOADER_EXPORTS = frozenset({"ConfigError", "format_config_error", "load_settings"})
 
 
-class ConfigError(Exception):
-    """Invalid configuration; ``errors`` holds ``(dotted field path, reason)`` pairs."""
+def __getattr__(name: str) -> Any:
+    """Re-export the loader's public names without importing it at module load."""
+    if name in _LOADER_EXPORTS:
+        from adapters import settings_loader  # noqa: PLC0415 - the loader imports this module
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        self.errors: list[tuple[str, str]] = list(errors)
-        super().__init__(format_config_error(self))
-
-    def __str__(self) -> str:
-        return format_config_error(self)
-
-
-def format_config_error(err: ConfigError) -> str:
-    """Render a ConfigError as ``invalid configuration:`` and one indented line per problem."""
-    lines = ["invalid configuration:"]
-    lines.extend(f"  {path or '<root>'}: {reason}" for path, reason in err.errors)
-    return "\n".join(lines)
+        return getattr(settings_loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _RelationError(ValueError):
@@ -331,34 +316,6 @@ class HealthSettings(_Section):
 # ---------------------------------------------------------------------------------------------
 
 
-class _EnvSource(EnvSettingsSource):
-    """EnvSettingsSource reading a given mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    """The already-parsed YAML mapping, passed through unchanged (keys are case-sensitive)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Unused: the whole mapping is returned by ``__call__``."""
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
 class Settings(BaseSettings):
     """The whole configuration. Frozen; build it with :func:`load_settings`."""
 
@@ -396,9 +353,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit kwargs, then environment, then the YAML data; no dotenv or secrets dir."""
-        inputs = _INPUTS.get()
-        environ, data = inputs if inputs is not None else (os.environ, {})
-        return init_settings, _EnvSource(settings_cls, environ), _YamlSource(settings_cls, data)
+        from adapters.settings_loader import settings_sources  # noqa: PLC0415 - see __getattr__
+
+        return settings_sources(settings_cls, init_settings)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -468,172 +425,23 @@ def _mask_url_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([("config_file", f"file not found: {path}")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([("config_file", f"cannot read {path}: {exc}")]) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [("config_file", f"YAML syntax error in {path}{where}: {problem}")]
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [("config_file", f"top level of {path} must be a mapping, got {type(data).__name__}")]
-        )
-    bad_keys = [key for key in data if not isinstance(key, str)]
-    if bad_keys:
-        raise ConfigError(
-            [(str(key), "unknown key (keys must be field names)") for key in bad_keys]
-        )
-    return data
-
-
-def _split_secrets(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Report secrets found in the YAML data and return the data without them."""
-    problems = []
-    cleaned = dict(data)
-    for section, name in SECRET_FIELDS:
-        block = cleaned.get(section)
-        if isinstance(block, Mapping) and name in block:
-            problems.append(
-                (
-                    f"{section}.{name}",
-                    "secrets must not be in the config file; remove it and set "
-                    f"{_env_var(section, name)} in the environment",
-                )
-            )
-            cleaned[section] = {k: v for k, v in block.items() if k != name}
-    return cleaned, problems
-
-
-def _misnested_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Variables like BASTION_RISK_MAX_LEVERAGE that name a section field with one underscore."""
-    problems = []
-    sections = {
-        name: field.annotation
-        for name, field in Settings.model_fields.items()
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-    }
-    for var in environ:
-        upper = var.upper()
-        if not upper.startswith(ENV_PREFIX):
-            continue
-        rest = upper[len(ENV_PREFIX) :].lower()
-        for section, model in sections.items():
-            head = f"{section}_"
-            if rest.startswith(head) and not rest.startswith(section + ENV_NESTED_DELIMITER):
-                field = rest[len(head) :]
-                if field in model.model_fields:
-                    good = _env_var(section, field)
-                    problems.append((f"{section}.{field}", f"{var} is ignored; use {good}"))
-    return problems
-
-
-def _loc_to_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(str(part))
-        elif "[" in part or part in _INTERNAL_LOC_PARTS:
-            continue
-        else:
-            parts.append(part)
-    return ".".join(parts)
-
-
-_INTERNAL_LOC_PARTS = frozenset({"lax-or-strict", "json-or-python", "is-instance"})
-
-
-def _iter_validation_errors(exc: ValidationError) -> Iterator[tuple[str, str]]:
-    for error in exc.errors():
-        path = _loc_to_path(error["loc"])
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, _RelationError):
-            for sub_path, reason in cause.problems:
-                yield (f"{path}.{sub_path}" if path else sub_path), reason
-        elif error["type"] == "extra_forbidden":
-            yield path, "unknown key (misspelt or not supported)"
-        else:
-            yield path, error["msg"].removeprefix("Value error, ")
-
-
-def _settings_error_problem(exc: SettingsError) -> tuple[str, str]:
-    """pydantic-settings stops at the first environment value it cannot decode (bad JSON)."""
-    match = re.search(r'field "([^"]+)"', str(exc))
-    path = match.group(1) if match else "environment"
-    cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-    return path, (
-        f"cannot decode the value from the environment{cause} "
-        f"(lists and mappings in {ENV_PREFIX}* variables must be JSON)"
-    )
-
-
-def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys(problems))
-
-
-def load_settings(
-    config_path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Load and validate the configuration; raise ConfigError listing every problem found.
-
-    ``config_path`` None means defaults plus environment only. ``environ`` defaults to
-    ``os.environ``.
-    """
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
-    if config_path is not None:
-        data, problems = _split_secrets(_read_yaml(Path(config_path)))
-    problems.extend(_misnested_env(env))
-    token = _INPUTS.set((env, data))
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems.extend(_iter_validation_errors(exc))
-    except SettingsError as exc:
-        problems.append(_settings_error_problem(exc))
-    else:
-        if not problems:
-            return settings
-    finally:
-        _INPUTS.reset(token)
-    raise ConfigError(_dedupe(problems))
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "ENV_NESTED_DELIMITER",
+    "ENV_PREFIX",
+    "SECRET_FIELDS",
+    "TIMEFRAME_MINUTES",
+    "AllocatorSettings",
+    "ConfigError",
+    "ExchangeSettings",
+    "HealthSettings",
+    "KillSwitchSettings",
+    "ProtectionSettings",
+    "RiskSettings",
+    "Settings",
+    "StrategySettings",
+    "TelegramSettings",
+    "UniverseSettings",
+    "format_config_error",
+    "load_settings",
+]

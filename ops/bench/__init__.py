@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m ops.bench NAME [--quick]`` (see :mod:`ops.bench.harness`)."""
