@@ -1,0 +1,226 @@
+"""Price-driven matching: prices move, triggers fire, resting limits fill.
+
+Rules (all deterministic; time only moves through these calls):
+
+- **Triggers.** A stop (``stp``) sells when its signal price is at or below the trigger price and
+  buys when it is at or above; a take-profit is the mirror image. The signal is the order's
+  ``trigger_signal``: ``last`` or ``mark``. A fired trigger keeps its order id, becomes a market
+  order (no limit price) and fills as a taker at the then-current last price with slippage, or
+  becomes a limit order (stop-limit) that fills at once if marketable and rests otherwise.
+- **Resting limits** fill as makers at their limit price when the last price touches it (buy:
+  ``last <= limit``, sell: ``last >= limit``), limited to the symbol's remaining liquidity for
+  the current candle or tick (``participation * volume``), shared in order priority.
+- **Gaps.** ``set_price`` jumps straight to the new price: a stop passed by a gap fills at the
+  gapped price (plus slippage), not at its trigger price.
+- **Candles.** ``on_candle`` walks the path open -> low -> high -> close for a candle that closes at
+  or above its open, and open -> high -> low -> close otherwise. On each leg it stops at every
+  trigger, limit and liquidation price lying strictly inside the leg, nearest first, so orders
+  fire in the order the price would reach them. The mark follows the last price along the path.
+  The open is reached at ``open_time``, the three legs end at +20 s, +40 s and +59.999 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from decimal import Decimal
+
+from adapters.sim.accounts import ZERO
+from adapters.sim.core import EngineCore
+from adapters.sim.models import Bar, OrderKind, Reason, SimFill, SimOrder, TriggerSignal
+from domain.models import Candle, Side
+from domain.precision import Number, Rounding, to_decimal
+
+_LEG_OFFSETS_MS = (0, 20_000, 40_000, 59_999)
+
+
+def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
+    """The deterministic intra-candle path (see the module docstring)."""
+    return [o, low, h, c] if c >= o else [o, h, low, c]
+
+
+def _ohlc(path: list[Decimal]) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """(open, low, high, close) of a candle path."""
+    return path[0], min(path), max(path), path[3]
+
+
+def trigger_fires(order: SimOrder, last: Decimal, mark: Decimal) -> bool:
+    """Whether a trigger order's condition holds at these prices."""
+    if order.stop_price is None:
+        return False
+    price = mark if order.trigger_signal is TriggerSignal.MARK else last
+    below = order.side is Side.SELL
+    if order.kind is OrderKind.TAKE_PROFIT:
+        below = not below
+    return price <= order.stop_price if below else price >= order.stop_price
+
+
+def limit_marketable(side: Side, limit: Decimal, last: Decimal) -> bool:
+    return limit >= last if side is Side.BUY else limit <= last
+
+
+class MatchingCore(EngineCore):
+    """Adds price input (ticks and candles) and order matching to the engine core."""
+
+    def set_price(
+        self,
+        symbol: str,
+        last: Number,
+        mark: Number | None = None,
+        ts: int | None = None,
+        volume: Number | None = None,
+    ) -> list[SimFill]:
+        """Move the last (and mark, default = last) price and match; returns the fills made.
+
+        ``last`` is rounded to the tick; ``ts`` (ms) must not go back in time; ``volume`` (in
+        contracts) limits resting-limit fills on this tick when participation is enabled, and is
+        added to the current one-minute bar.
+        """
+        spec = self._instrument(symbol)
+        price = spec.instrument.round_price(last)
+        if price <= 0:
+            raise ValueError(f"{symbol}: price must be positive, got {last!r}")
+        mark_d = price if mark is None else to_decimal(mark)
+        vol = ZERO if volume is None else to_decimal(volume)
+        self._advance(ts)
+        first = len(self._fills)
+        self._liquidity[symbol] = self._capacity(symbol, vol) if volume is not None else None
+        try:
+            self._record_tick_bar(symbol, price, vol)
+            self._move(symbol, price, mark_d)
+        finally:
+            self._liquidity[symbol] = None
+        return self._fills[first:]
+
+    def on_candle(self, candle: Candle) -> list[SimFill]:
+        """Walk a closed candle's path (module docstring) and match; returns the fills made."""
+        return self.on_candles([candle])
+
+    def on_candles(self, candles: Sequence[Candle]) -> list[SimFill]:
+        """Walk several symbols' candles of the same minute together, leg by leg.
+
+        All candles must share ``open_time`` (one per symbol); the engine clock visits the open and
+        the three leg ends once, each symbol in the given order at each of those times.
+        """
+        if not candles:
+            return []
+        start = candles[0].open_time
+        if any(c.open_time != start for c in candles):
+            raise ValueError("candles of one call must share open_time")
+        if len({c.symbol for c in candles}) != len(candles):
+            raise ValueError("one candle per symbol")
+        if start < self.now:
+            raise ValueError(f"candles at {start} are older than engine time {self.now}")
+        paths: dict[str, list[Decimal]] = {}
+        for candle in candles:
+            inst = self._instrument(candle.symbol).instrument
+            o, h, low, c = (
+                max(inst.round_price(v), inst.tick_size)
+                for v in (candle.open, candle.high, candle.low, candle.close)
+            )
+            paths[candle.symbol] = candle_path(o, max(h, o, c), min(low, o, c), c)
+        first = len(self._fills)
+        try:
+            for candle in candles:
+                volume = to_decimal(candle.volume)
+                self._liquidity[candle.symbol] = self._capacity(candle.symbol, volume)
+            self.now = start
+            for symbol, path in paths.items():
+                self._move(symbol, path[0], path[0])
+            for leg in range(1, 4):
+                self.now = start + _LEG_OFFSETS_MS[leg]
+                for symbol, path in paths.items():
+                    for level in self._levels_between(symbol, path[leg - 1], path[leg]):
+                        self._move(symbol, level, level)
+                    self._move(symbol, path[leg], path[leg])
+        finally:
+            for candle in candles:
+                self._liquidity[candle.symbol] = None
+        for candle in candles:
+            o, low, h, c = _ohlc(paths[candle.symbol])
+            bar = Bar(start, o, h, low, c, to_decimal(candle.volume))
+            self._append_bar(candle.symbol, bar)
+        return self._fills[first:]
+
+    def advance_time(self, ts: int) -> None:
+        """Move the engine clock forward without a price change."""
+        self._advance(ts)
+
+    # ------------------------------------------------------------------ internals
+    def _advance(self, ts: int | None) -> None:
+        if ts is None:
+            return
+        if ts < self.now:
+            raise ValueError(f"time must not go back: {ts} < {self.now}")
+        self.now = ts
+
+    def _capacity(self, symbol: str, volume: Decimal) -> Decimal | None:
+        if self.config.participation is None:
+            return None
+        inst = self._instrument(symbol).instrument
+        return inst.round_qty(volume * self.config.participation, Rounding.DOWN)
+
+    def _levels_between(self, symbol: str, a: Decimal, b: Decimal) -> list[Decimal]:
+        lo, hi = min(a, b), max(a, b)
+        levels: set[Decimal] = set()
+        for order in self._open_orders(symbol):
+            price = order.stop_price if order.awaiting_trigger else order.limit_price
+            if price is not None and lo < price < hi:
+                levels.add(price)
+        if self.config.liquidation:
+            inst = self._instrument(symbol).instrument
+            for (_, sym), pos in self._positions.items():
+                if sym == symbol and pos.qty != 0:
+                    liq = self._liquidation_price(pos)
+                    if liq is not None and lo < inst.round_price(liq) < hi:
+                        levels.add(inst.round_price(liq))
+        return sorted(levels, reverse=b < a)
+
+    def _move(self, symbol: str, last: Decimal, mark: Decimal) -> None:
+        self._last[symbol] = last
+        self._mark[symbol] = mark
+        self._match(symbol)
+        self._check_liquidations(symbol)
+
+    def _match(self, symbol: str) -> None:
+        """One pass over the symbol's open orders in priority order at the current prices."""
+        last, mark = self._last[symbol], self._mark[symbol]
+        for snapshot in self._open_orders(symbol):
+            order = self._orders.get(snapshot.order_id)
+            if order is None or not order.is_open:
+                continue
+            if order.awaiting_trigger:
+                if trigger_fires(order, last, mark):
+                    self._trigger(order)
+                continue
+            limit = order.limit_price
+            if limit is None or not limit_marketable(order.side, limit, last):
+                continue
+            qty = order.remaining
+            capacity = self._liquidity.get(symbol)
+            if capacity is not None:
+                qty = min(qty, capacity)
+            if qty <= 0:
+                continue
+            fill = self._execute(order, qty, limit, "maker")
+            if fill is not None and capacity is not None:
+                self._liquidity[symbol] = capacity - fill.qty
+
+    def _trigger(self, order: SimOrder) -> None:
+        fired = self._store(
+            replace(order, triggered=True, updated_ts=self.now, reason=Reason.TRIGGERED)
+        )
+        self._emit("order_triggered", order.account_id, order.symbol, fired.to_dict())
+        last = self._last[order.symbol]
+        if fired.limit_price is None or limit_marketable(fired.side, fired.limit_price, last):
+            self._take(fired)
+
+    def _take(self, order: SimOrder) -> SimFill | None:
+        """Fill the whole remaining quantity as a taker (limit price caps the slipped price)."""
+        price = self._taker_price(order.symbol, order.side, order.remaining)
+        if order.limit_price is not None:
+            if order.side is Side.BUY:
+                price = min(price, order.limit_price)
+            else:
+                price = max(price, order.limit_price)
+        return self._execute(order, order.remaining, price, "taker")

@@ -1,0 +1,381 @@
+"""Value types of the simulated exchange: orders, fills, positions, events and results.
+
+Every type is a frozen dataclass; the engine replaces an object when it changes, so whatever it
+hands out can be kept by the caller without aliasing the engine's state. ``to_dict`` gives a
+JSON-ready form (``Decimal`` as string) used by snapshots and the event log, ``from_dict`` reads
+it back. Status strings are the venue's (API-FACTS.md section 2b and 4.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from domain.models import Fill, Side
+
+USD = "USD"
+
+
+class OrderKind(StrEnum):
+    """The venue's ``orderType`` values the engine accepts."""
+
+    MARKET = "mkt"
+    LIMIT = "lmt"
+    POST = "post"  # limit, post-only
+    IOC = "ioc"  # limit, immediate-or-cancel
+    STOP = "stp"
+    TAKE_PROFIT = "take_profit"
+
+    @property
+    def is_trigger(self) -> bool:
+        return self in {OrderKind.STOP, OrderKind.TAKE_PROFIT}
+
+
+class TriggerSignal(StrEnum):
+    LAST = "last"
+    MARK = "mark"
+
+
+class OrderState(StrEnum):
+    """Order status as the venue's open-orders list spells it, plus the two final ones."""
+
+    UNTOUCHED = "untouched"
+    PARTIALLY_FILLED = "partiallyFilled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self in {OrderState.UNTOUCHED, OrderState.PARTIALLY_FILLED}
+
+
+class Status:
+    """``sendStatus`` / ``editStatus`` / ``cancelStatus`` values (API-FACTS.md 2b)."""
+
+    PLACED = "placed"
+    EDITED = "edited"
+    CANCELLED = "cancelled"
+    FILLED = "filled"
+    NOT_FOUND = "notFound"
+    NO_ORDERS_TO_CANCEL = "noOrdersToCancel"
+    EDIT_NOT_FOUND = "orderForEditNotFound"
+    EDIT_NOT_A_STOP = "orderForEditNotAStop"
+    INVALID_ORDER_TYPE = "invalidOrderType"
+    INVALID_SIDE = "invalidSide"
+    INVALID_SIZE = "invalidSize"
+    INVALID_PRICE = "invalidPrice"
+    INSUFFICIENT_FUNDS = "insufficientAvailableFunds"
+    WOULD_NOT_REDUCE = "wouldNotReducePosition"
+    MAX_POSITION = "maxPositionViolation"
+    CLI_ORD_ID_TOO_LONG = "clientOrderIdTooLong"
+    DUPLICATE_CLI_ORD_ID = "clientOrderIdAlreadyExist"
+    POST_WOULD_EXECUTE = "postWouldExecute"
+    IOC_WOULD_NOT_EXECUTE = "iocWouldNotExecute"
+    # Envelope-level errors (the server puts these in ``error``, not in a status field).
+    CONTRACT_NOT_FOUND = "contractNotFound"
+    INVALID_ARGUMENT = "invalidArgument"
+    INVALID_ACCOUNT = "invalidAccount"
+
+
+class Reason:
+    """Update reasons of the ``open_orders`` feed (API-FACTS.md 4.3)."""
+
+    NEW = "new_placed_order_by_user"
+    EDITED = "edited_by_user"
+    PARTIAL_FILL = "partial_fill"
+    FULL_FILL = "full_fill"
+    CANCELLED_BY_USER = "cancelled_by_user"
+    CANCELLED_BY_ADMIN = "cancelled_by_admin"
+    TRIGGERED = "stop_order_triggered"
+    WOULD_NOT_REDUCE = "would_not_reduce_position"
+    REDUCED = "reduce_only_quantity_reduced"
+    LIQUIDATION = "liquidation"
+    IOC_REMAINDER = "ioc_remainder_cancelled"
+
+
+def dec(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def undec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def deterministic_uuid(seed: int, kind: str, counter: int) -> str:
+    """A UUID-shaped id (version 4 layout) derived from the engine seed, a kind and a counter."""
+    digest = hashlib.sha256(f"bastion-sim:{seed}:{kind}:{counter}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+@dataclass(frozen=True, slots=True)
+class SimOrder:
+    """An order at the simulated venue.
+
+    ``qty`` is the order's total size (fills included) after any edit or reduce-only reduction;
+    ``remaining = qty - filled``. A trigger order keeps its id when it fires: ``triggered`` turns
+    true and it then works as a market order (no ``limit_price``) or a limit order.
+    """
+
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    kind: OrderKind
+    qty: Decimal
+    filled: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    trigger_signal: TriggerSignal | None
+    reduce_only: bool
+    cli_ord_id: str | None
+    state: OrderState
+    triggered: bool
+    priority: int
+    created_ts: int
+    updated_ts: int
+    filled_notional: Decimal = Decimal(0)
+    reason: str | None = None
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.qty - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.state.is_open
+
+    @property
+    def awaiting_trigger(self) -> bool:
+        return self.kind.is_trigger and not self.triggered
+
+    @property
+    def is_post_only(self) -> bool:
+        return self.kind is OrderKind.POST
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return None if self.filled == 0 else self.filled_notional / self.filled
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "kind": self.kind.value,
+            "qty": dec(self.qty),
+            "filled": dec(self.filled),
+            "limit_price": dec(self.limit_price),
+            "stop_price": dec(self.stop_price),
+            "trigger_signal": None if self.trigger_signal is None else self.trigger_signal.value,
+            "reduce_only": self.reduce_only,
+            "cli_ord_id": self.cli_ord_id,
+            "state": self.state.value,
+            "triggered": self.triggered,
+            "priority": self.priority,
+            "created_ts": self.created_ts,
+            "updated_ts": self.updated_ts,
+            "filled_notional": dec(self.filled_notional),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimOrder:
+        signal = data["trigger_signal"]
+        return cls(
+            order_id=data["order_id"],
+            account_id=data["account_id"],
+            symbol=data["symbol"],
+            side=Side(data["side"]),
+            kind=OrderKind(data["kind"]),
+            qty=Decimal(data["qty"]),
+            filled=Decimal(data["filled"]),
+            limit_price=undec(data["limit_price"]),
+            stop_price=undec(data["stop_price"]),
+            trigger_signal=None if signal is None else TriggerSignal(signal),
+            reduce_only=bool(data["reduce_only"]),
+            cli_ord_id=data["cli_ord_id"],
+            state=OrderState(data["state"]),
+            triggered=bool(data["triggered"]),
+            priority=int(data["priority"]),
+            created_ts=int(data["created_ts"]),
+            updated_ts=int(data["updated_ts"]),
+            filled_notional=Decimal(data["filled_notional"]),
+            reason=data["reason"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimFill:
+    """One execution. ``fill_type`` is ``maker``, ``taker`` or ``liquidation`` (venue words)."""
+
+    fill_id: str
+    order_id: str
+    cli_ord_id: str | None
+    account_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    maker: bool
+    fill_type: str
+    order_kind: str
+    remaining_order_qty: Decimal
+    realized_pnl: Decimal
+    ts: int
+    seq: int
+
+    def to_fill(self) -> Fill:
+        """The domain view of this execution."""
+        return Fill(
+            fill_id=self.fill_id,
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            price=self.price,
+            ts=self.ts,
+            client_id=self.cli_ord_id,
+            exchange_order_id=self.order_id,
+            fee=self.fee,
+            fee_currency=self.fee_currency,
+            maker=self.maker,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Decimal) else value
+        out["side"] = self.side.value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimFill:
+        return cls(
+            fill_id=data["fill_id"],
+            order_id=data["order_id"],
+            cli_ord_id=data["cli_ord_id"],
+            account_id=data["account_id"],
+            symbol=data["symbol"],
+            side=Side(data["side"]),
+            qty=Decimal(data["qty"]),
+            price=Decimal(data["price"]),
+            fee=Decimal(data["fee"]),
+            fee_currency=data["fee_currency"],
+            maker=bool(data["maker"]),
+            fill_type=data["fill_type"],
+            order_kind=data["order_kind"],
+            remaining_order_qty=Decimal(data["remaining_order_qty"]),
+            realized_pnl=Decimal(data["realized_pnl"]),
+            ts=int(data["ts"]),
+            seq=int(data["seq"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the engine's ordered event log; ``data`` is JSON-ready."""
+
+    seq: int
+    ts: int
+    kind: str
+    account_id: str | None
+    symbol: str | None
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "kind": self.kind,
+            "account_id": self.account_id,
+            "symbol": self.symbol,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            seq=int(data["seq"]),
+            ts=int(data["ts"]),
+            kind=data["kind"],
+            account_id=data["account_id"],
+            symbol=data["symbol"],
+            data=data["data"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Answer to ``send_order``: ``status`` is ``placed`` or a venue rejection status."""
+
+    status: str
+    order: SimOrder | None = None
+    fills: tuple[SimFill, ...] = ()
+    reduced_quantity: Decimal | None = None
+    ts: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == Status.PLACED
+
+
+@dataclass(frozen=True, slots=True)
+class EditResult:
+    """Answer to ``edit_order``: ``edited`` or a rejection; ``old``/``order`` before and after."""
+
+    status: str
+    order: SimOrder | None = None
+    old: SimOrder | None = None
+    fills: tuple[SimFill, ...] = ()
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """Answer to ``cancel_order``: ``cancelled``, ``notFound`` or ``filled``."""
+
+    status: str
+    order: SimOrder | None = None
+    ts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    symbol: str
+    last: Decimal
+    mark: Decimal
+    index: Decimal
+    bid: Decimal
+    ask: Decimal
+    open24h: Decimal
+    high24h: Decimal
+    low24h: Decimal
+    vol24h: Decimal
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLCV bar kept by the engine for the charts endpoint; ``open_time`` in ms."""
+
+    open_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+    def to_list(self) -> list[Any]:
+        prices = (self.open, self.high, self.low, self.close, self.volume)
+        return [self.open_time, *(str(v) for v in prices)]
+
+    @classmethod
+    def from_list(cls, row: list[Any]) -> Bar:
+        return cls(int(row[0]), *(Decimal(v) for v in row[1:6]))
