@@ -167,8 +167,9 @@ def to_mermaid() -> str:
         edges.setdefault((rule.source.value, rule.dest.value), []).append(label)
     for (src, dst), labels in edges.items():
         lines.append(f"    {src} --> {dst} : {' / '.join(labels)}")
-    for state in TERMINAL:
-        lines.append(f"    {state.value} --> [*]")
+    for state in State:  # declared order: the diagram is byte-identical run to run
+        if state in TERMINAL:
+            lines.append(f"    {state.value} --> [*]")
     internal: dict[str, list[str]] = {}
     for rule in TRANSITIONS:
         if rule.internal and not rule.conditions:

@@ -1,0 +1,94 @@
+"""The operator's entry point, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from domain.position_table import to_mermaid
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("paper", "check-config", "fsm-diagram"):
+        assert command in result.stdout
+
+
+def test_fsm_diagram_prints_the_table(tmp_path: Path) -> None:
+    result = run("fsm-diagram", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == to_mermaid()
+
+
+def test_bad_config_exits_2_naming_every_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("risk_limitz: 1\nrisk:\n  max_margin_util: 1.5\n")
+    result = run("--config", str(config), "paper", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "risk_limitz" in result.stderr
+    assert "risk.max_margin_util" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "data").exists()  # nothing started
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = run("check-config", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
+    assert run("trade-everything", cwd=tmp_path).returncode == 2
+
+
+def test_check_config_masks_secrets(tmp_path: Path) -> None:
+    secret = "c2VjcmV0LXZhbHVlLWZvci10ZXN0cw=="
+    env = {"BASTION_EXCHANGE__API_KEY": "key-for-tests", "BASTION_EXCHANGE__API_SECRET": secret}
+    result = run("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout
+    assert "key-for-tests" not in result.stdout
+
+
+def test_paper_runs_on_defaults_and_trades_nothing(tmp_path: Path) -> None:
+    result = run("paper", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Nothing was traded" in result.stdout
+    assert (tmp_path / "data" / "paper" / "positions.db").exists()
+    assert (tmp_path / "logs" / "bastion.jsonl").exists()
+
+
+@pytest.mark.parametrize("content", [b"garbage" * 1000, b"SQLite format 3\x00" + b"\x00" * 100])
+def test_corrupt_store_refuses_to_start_and_is_left_untouched(
+    tmp_path: Path, content: bytes
+) -> None:
+    db = tmp_path / "data" / "paper" / "positions.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(content)
+    result = run("paper", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "refusing to start" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert db.read_bytes() == content
