@@ -39,6 +39,10 @@ class StopLoosening(InvalidTransition):
     """A new stop would be further from profit than the resting one (rule 4)."""
 
 
+class SymbolHasLivePosition(DomainError):
+    """Rule 5: one live (non-terminal) position per symbol, adopted ones included."""
+
+
 class PrecisionError(DomainError):
     """A price or quantity cannot be expressed on the instrument's grid."""
 

@@ -176,6 +176,11 @@ class Position:
     def entry_client_id(self) -> str:
         return client_order_id(self.id, OrderRole.ENTRY, 1)
 
+    def discard(self) -> None:
+        """Forget this in-memory copy (after a failed commit, or when reloading from the store)."""
+        if self in MACHINE.models:
+            MACHINE.remove_model(self)
+
     def tracks(self, client_id: str) -> bool:
         """True when ``client_id`` is an order this position still follows."""
         d = self.data
@@ -195,6 +200,10 @@ class Position:
             return None
         if fill.qty <= 0:
             raise DomainError(f"position {self.id}: fill {fill.fill_id} has no quantity")
+        if fill.symbol != self.symbol:
+            raise DomainError(
+                f"position {self.id}: fill {fill.fill_id} is for {fill.symbol}, not {self.symbol}"
+            )
         expected = self.side.exit_side if role.reduces else self.side.entry_side
         if fill.side is not expected:
             raise DomainError(

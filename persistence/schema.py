@@ -23,6 +23,8 @@ V1: tuple[str, ...] = (
         updated_at INTEGER NOT NULL
     )""",
     "CREATE INDEX positions_live ON positions (terminal, symbol)",
+    # rule 5: one live position per symbol (one-way mode), enforced before any order leaves
+    "CREATE UNIQUE INDEX positions_one_live_per_symbol ON positions (symbol) WHERE terminal = 0",
     """CREATE TABLE transitions (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         position_id TEXT NOT NULL REFERENCES positions (id),

@@ -9,7 +9,7 @@
   Nothing here ever deletes or overwrites a database file.
 
 If :meth:`PositionStore.commit` raises, the caller's in-memory position is ahead of the store:
-throw it away and :meth:`PositionStore.load` it again before doing anything else with it.
+``discard()`` it and :meth:`PositionStore.load` it again before doing anything else with it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from domain.errors import (
     StoreError,
     StoreLocked,
     StoreSchemaTooNew,
+    SymbolHasLivePosition,
 )
 from domain.models import Order, OrderRole, OrderStatus, OrderType, OrderUpdate, Side
 from domain.position import Change, Position, parse_client_order_id
@@ -134,15 +135,20 @@ class PositionStore:
 
     def commit(self, position: Position, change: Change) -> int:
         """Persist ``change`` (already applied to ``position``); returns its transition seq."""
-        if change.position_id != position.id or change.version != position.version:
+        if (change.position_id, change.version, change.dest.value) != (
+            position.id,
+            position.version,
+            position.state,
+        ):
             raise StoreError(
-                f"change v{change.version} of {change.position_id} does not match "
-                f"position {position.id} v{position.version}"
+                f"change v{change.version} ({change.dest.value}) of {change.position_id} does "
+                f"not match position {position.id} v{position.version} ({position.state})"
             )
         record = position_to_record(position)
         terminal = int(position.current in TERMINAL)
         with self._tx() as db:
             if change.version == 1:
+                self._refuse_second_live_position(db, position)
                 db.execute(
                     "INSERT INTO positions (id, symbol, state, version, terminal, record, "
                     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -210,6 +216,18 @@ class PositionStore:
                     ),
                 )
         return seq
+
+    @staticmethod
+    def _refuse_second_live_position(db: sqlite3.Connection, position: Position) -> None:
+        """Rule 5, with a clear message; the unique index backs it up."""
+        row = db.execute(
+            "SELECT id FROM positions WHERE symbol = ? AND terminal = 0", (position.symbol,)
+        ).fetchone()
+        if row is not None:
+            raise SymbolHasLivePosition(
+                f"{position.symbol} already has a live position {row[0]}; "
+                f"position {position.id} was not recorded"
+            )
 
     def update_order(self, update: OrderUpdate, *, at: int) -> None:
         """A journal-only status change (an entry or take-profit ack, a timeout -> unknown)."""

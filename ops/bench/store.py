@@ -34,7 +34,6 @@ from domain.position import MACHINE, Change, Position
 from ops.bench.harness import BenchResult
 from persistence.store import PositionStore
 
-SYMBOLS = ("BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD")
 TRANSITIONS_PER_POSITION = 12
 SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 START_MS = 1_700_000_000_000
@@ -104,7 +103,7 @@ def _protected(c: _Counters, n: int) -> Generator[tuple[Position, Change], None,
     """Open, entry fill, stop submitted, stop acked: a protected position of qty 2."""
     side = PositionSide.LONG if n % 2 == 0 else PositionSide.SHORT
     pos, change = Position.open(
-        c.position_id(), SYMBOLS[n % len(SYMBOLS)], side, Decimal(2), at=c.now(), strategy="bench"
+        c.position_id(), f"PF_B{n}USD", side, Decimal(2), at=c.now(), strategy="bench"
     )
     yield pos, change
     entry = pos.entry_client_id

@@ -82,7 +82,8 @@ def main(db: str, seed: int) -> None:
         if len(live) < 5:
             pid = store.next_position_id(at)
             side = rng.choice(list(PositionSide))
-            symbol = SYMBOLS[at % len(SYMBOLS)]
+            busy = {p.symbol for p in live}
+            symbol = next(s for s in SYMBOLS if s not in busy)  # rule 5
             pos, change = Position.open(pid, symbol, side, Decimal(2), at=at)
             live.append(pos)
         else:

@@ -18,20 +18,30 @@ def now() -> int:
     return next(_clock)
 
 
-def fill(side: Side, qty: str, price: str = "100", client_id: str | None = None) -> Fill:
-    return Fill(f"f{next(_ids)}", SYMBOL, side, D(qty), D(price), now(), client_id=client_id)
+def fill(
+    side: Side,
+    qty: str,
+    price: str = "100",
+    client_id: str | None = None,
+    symbol: str = SYMBOL,
+) -> Fill:
+    return Fill(f"f{next(_ids)}", symbol, side, D(qty), D(price), now(), client_id=client_id)
 
 
 def entry_fill(pos: Position, qty: str, price: str = "100") -> Change | None:
     return pos.apply_fill(
-        fill(pos.side.entry_side, qty, price, pos.entry_client_id), OrderRole.ENTRY, at=now()
+        fill(pos.side.entry_side, qty, price, pos.entry_client_id, pos.symbol),
+        OrderRole.ENTRY,
+        at=now(),
     )
 
 
 def exit_fill(
     pos: Position, qty: str, role: OrderRole = OrderRole.EXIT, client_id: str | None = None
 ) -> Change | None:
-    return pos.apply_fill(fill(pos.side.exit_side, qty, "101", client_id), role, at=now())
+    return pos.apply_fill(
+        fill(pos.side.exit_side, qty, "101", client_id, pos.symbol), role, at=now()
+    )
 
 
 def stop_fill(pos: Position, qty: str) -> Change | None:
@@ -44,44 +54,46 @@ def place_stop(pos: Position, price: str = "90", qty: str | None = None) -> Chan
     return pos.on_stop_acked(change.orders[0].client_id, at=now(), exchange_id="X")
 
 
-def pending(pid: str | None = None, side: PositionSide = PositionSide.LONG) -> Position:
-    pos, _ = Position.open(pid or f"p{next(_ids)}", SYMBOL, side, D(2), at=now())
+def pending(
+    pid: str | None = None, side: PositionSide = PositionSide.LONG, symbol: str = SYMBOL
+) -> Position:
+    pos, _ = Position.open(pid or f"p{next(_ids)}", symbol, side, D(2), at=now())
     return pos
 
 
-def unprotected() -> Position:
+def unprotected(symbol: str = SYMBOL) -> Position:
     """Long, entry working, 1 of 2 filled, no stop."""
-    pos = pending()
+    pos = pending(symbol=symbol)
     entry_fill(pos, "1")
     return pos
 
 
-def protected() -> Position:
+def protected(symbol: str = SYMBOL) -> Position:
     """Long, entry working, 1 of 2 filled, a stop at 90 for 1 resting."""
-    pos = unprotected()
+    pos = unprotected(symbol=symbol)
     place_stop(pos)
     return pos
 
 
-def exiting() -> Position:
-    pos = protected()
+def exiting(symbol: str = SYMBOL) -> Position:
+    pos = protected(symbol=symbol)
     pos.request_exit(at=now(), reason="test")
     return pos
 
 
-def quarantined() -> Position:
-    pos = protected()
+def quarantined(symbol: str = SYMBOL) -> Position:
+    pos = protected(symbol=symbol)
     pos.quarantine("test", at=now())
     return pos
 
 
-def closed() -> Position:
-    pos = protected()
+def closed(symbol: str = SYMBOL) -> Position:
+    pos = protected(symbol=symbol)
     stop_fill(pos, "1")
     return pos
 
 
-def cancelled() -> Position:
-    pos = pending()
+def cancelled(symbol: str = SYMBOL) -> Position:
+    pos = pending(symbol=symbol)
     pos.on_entry_cancelled(pos.entry_client_id, at=now())
     return pos

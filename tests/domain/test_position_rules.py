@@ -161,3 +161,15 @@ def test_exit_fills_beyond_known_entries_quarantine_then_settle_when_the_entry_a
     f.entry_fill(pos, "0.5")  # the late entry fill explains it
     assert pos.current is State.CLOSED
     assert pos.data.exit_filled == f.D("0.75")
+
+
+def test_fill_for_another_symbol_is_refused() -> None:
+    pos = f.pending()
+    with pytest.raises(DomainError, match="PF_ETHUSD"):
+        pos.apply_fill(f.fill(Side.BUY, "1", symbol="PF_ETHUSD"), OrderRole.ENTRY, at=f.now())
+
+
+def test_discarded_copy_leaves_the_shared_machine() -> None:
+    pos = f.protected()
+    pos.discard()
+    assert pos not in MACHINE.models

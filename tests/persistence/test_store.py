@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from domain.errors import StaleVersion, StoreCorrupt, StoreError, StoreLocked, StoreSchemaTooNew
+from domain.errors import (
+    StaleVersion,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+    StoreSchemaTooNew,
+    SymbolHasLivePosition,
+)
 from domain.models import OrderStatus, OrderUpdate
 from domain.position_data import FillRecord
 from domain.position_table import State
@@ -61,8 +68,9 @@ def test_a_change_commits_position_transition_orders_and_fills_together(
 def test_loading_rebuilds_live_positions_at_their_state(db: Path) -> None:
     with PositionStore.open(db) as store:
         live = {}
-        for builder in (f.pending, f.unprotected, f.protected, f.exiting, f.quarantined, f.closed):
-            pos = builder()
+        builders = (f.pending, f.unprotected, f.protected, f.exiting, f.quarantined, f.closed)
+        for n, builder in enumerate(builders):
+            pos = builder(symbol=f"PF_L{n}USD")
             store.commit(pos, _snapshot_change(pos))
             live[pos.id] = pos
     with PositionStore.open(db) as store:
@@ -158,9 +166,9 @@ def test_corrupt_file_is_refused_and_left_untouched(db: Path) -> None:
 
 def test_damaged_pages_are_refused_and_left_untouched(db: Path) -> None:
     with PositionStore.open(db) as store:
-        for _ in range(30):
+        for n in range(30):
             pos, opened = f.Position.open(
-                store.next_position_id(1), f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1
+                store.next_position_id(1), f"PF_D{n}USD", f.PositionSide.LONG, f.D(2), at=1
             )
             store.commit(pos, opened)
     data = bytearray(db.read_bytes())
@@ -258,3 +266,25 @@ def test_fill_record_round_trip_through_the_store(store: PositionStore) -> None:
     (held,) = store.load(pos.id).data.deferred_exits
     assert isinstance(held, FillRecord)
     assert held == pos.data.deferred_exits[0]
+
+
+def test_one_live_position_per_symbol(store: PositionStore) -> None:
+    first, opened = f.Position.open("r1", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+    store.commit(first, opened)
+    second, opened_again = f.Position.open("r2", f.SYMBOL, f.PositionSide.SHORT, f.D(1), at=2)
+    with pytest.raises(SymbolHasLivePosition, match="already has a live position r1"):
+        store.commit(second, opened_again)
+    second.discard()
+    assert set(store.states()) == {"r1"}
+    assert store.orders(position_id="r2") == []  # its entry was never written, so never sent
+    change = first.on_entry_cancelled(first.entry_client_id, at=3)
+    store.commit(first, change)  # terminal now: the symbol is free again
+    third, opened_third = f.Position.open("r3", f.SYMBOL, f.PositionSide.SHORT, f.D(1), at=4)
+    store.commit(third, opened_third)
+    assert store.states() == {"r1": State.CANCELLED, "r3": State.PENDING}
+
+
+def test_a_change_that_does_not_match_its_position_is_refused(store: PositionStore) -> None:
+    pos, opened = f.Position.open("m1", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+    with pytest.raises(StoreError, match="does not match"):
+        store.commit(pos, replace(opened, dest=State.CLOSED))
