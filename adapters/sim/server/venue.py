@@ -1,0 +1,212 @@
+"""The emulator's application state: engine, keys, clock, faults, persistence, feed hook.
+
+Everything here runs on the server's event-loop thread, one request at a time between awaits, so
+the engine needs no lock. Whoever changes the engine calls :meth:`Venue.changed`, which saves
+the state (see :mod:`adapters.sim.server.state` for when) and wakes the WebSocket publisher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from adapters.sim.config import EngineConfig
+from adapters.sim.engine import SimEngine
+from adapters.sim.marketdata import DEFAULT_START_MS
+from adapters.sim.server.auth import (
+    PAPER_API_KEY,
+    PAPER_API_SECRET,
+    Authenticator,
+    account_id_for,
+)
+from adapters.sim.server.faults import FaultBook
+from adapters.sim.server.market import MINUTE_MS, MarketDriver
+from adapters.sim.server.state import StateStore
+
+log = structlog.get_logger(__name__)
+
+BARS_SAVE_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    """Start options. ``warmup_minutes`` of candles are played at a fresh start (history for
+    OHLCV warm-up). ``start_ms``: first candle of a fresh start; default is a fixed date when
+    ``speed == 0`` (deterministic tests) and the wall clock minus the warm-up otherwise."""
+
+    state_dir: Path | None = None
+    seed: int = 0
+    speed: float = 0.0
+    data_file: Path | None = None
+    api_key: str = PAPER_API_KEY
+    api_secret: str = PAPER_API_SECRET
+    balance: Decimal = Decimal(100_000)
+    warmup_minutes: int = 120
+    start_ms: int | None = None
+
+
+class Venue:
+    def __init__(self, config: VenueConfig) -> None:
+        self.config = config
+        self.store = None if config.state_dir is None else StateStore(config.state_dir)
+        self.auth = Authenticator()
+        self.faults = FaultBook()
+        self.on_change: Callable[[], None] | None = None
+        saved = self.store.load() if self.store is not None else None
+        if saved is not None:
+            self.engine = SimEngine.from_state(saved["engine"])
+            self.driver = MarketDriver(
+                self.engine,
+                seed=self.engine.seed,
+                start_ms=0,
+                data_file=config.data_file,
+                state=saved["market"],
+            )
+            for item in saved["keys"]:
+                self.auth.add(item["api_key"], item["secret"], item["account_id"])
+        else:
+            self.engine = SimEngine(
+                config=EngineConfig(max_events=20_000), seed=config.seed, start_ts=0
+            )
+            start = config.start_ms
+            if start is None:
+                start = DEFAULT_START_MS if config.speed == 0 else _wall_minute()
+                start -= config.warmup_minutes * MINUTE_MS
+            self.engine.advance_time(start)
+            self.driver = MarketDriver(
+                self.engine, seed=config.seed, start_ms=start, data_file=config.data_file
+            )
+            self.driver.advance_to(self.driver.start_ms + config.warmup_minutes * MINUTE_MS)
+        if config.api_key not in self.auth.keys:
+            self.create_account(config.api_key, config.api_secret, config.balance)
+        self._saved_seq = -1
+        self._last_bars_save = 0.0
+        self.save(bars=True)
+        self._anchor_wall = time.monotonic()
+        self._anchor_sim = self.driver.clock_ms
+
+    # ------------------------------------------------------------------ clock
+    @property
+    def now_ms(self) -> int:
+        return self.driver.clock_ms
+
+    def tick(self) -> bool:
+        """At ``speed > 0``: move the clock to the scaled wall time; True when candles played."""
+        if self.config.speed <= 0:
+            return False
+        elapsed = time.monotonic() - self._anchor_wall
+        target = self._anchor_sim + int(elapsed * self.config.speed * 1000)
+        played = self.driver.advance_to(target)
+        if played:
+            self.changed(persist=False)
+        return bool(played)
+
+    def advance(self, ms: int) -> int:
+        """Admin: move the clock forward by ``ms``; returns the number of candles played."""
+        if ms < 0:
+            raise ValueError("time must not go back")
+        played = self.driver.advance_to(self.driver.clock_ms + ms)
+        self._anchor_wall, self._anchor_sim = time.monotonic(), self.driver.clock_ms
+        self.changed()
+        return len(played)
+
+    # ------------------------------------------------------------------ admin actions
+    def create_account(self, api_key: str, secret: str, balance: Decimal) -> str:
+        if api_key in self.auth.keys:
+            raise ValueError(f"api key {api_key!r} exists")
+        account_id = account_id_for(api_key)
+        self.auth.add(api_key, secret, account_id)
+        self.engine.create_account(account_id, balance)
+        log.info("account_created", account_id=account_id, balance=str(balance))
+        return account_id
+
+    def set_price(self, symbol: str, price: Decimal, mark: Decimal | None = None) -> None:
+        if symbol not in self.engine.instruments:
+            raise ValueError(f"unknown symbol {symbol!r}")
+        self.engine.set_price(symbol, price, mark)
+        self.driver.rebase(symbol, self.engine.last_price(symbol))
+        self.changed()
+
+    # ------------------------------------------------------------------ persistence
+    def changed(self, persist: bool = True) -> None:
+        """Something changed: save now (``persist``) and wake the feeds."""
+        if persist:
+            self.save()
+        if self.on_change is not None:
+            self.on_change()
+
+    @property
+    def dirty(self) -> bool:
+        return self.engine.last_event_seq != self._saved_seq
+
+    def save(self, bars: bool = False) -> None:
+        if self.store is None:
+            return
+        bars = bars or time.monotonic() - self._last_bars_save >= BARS_SAVE_INTERVAL_S
+        engine = self.engine
+        if bars:
+            state = engine.to_state()
+            self._last_bars_save = time.monotonic()
+        else:
+            # The bars are the bulk of the state; skip rendering them when they are not written.
+            kept = engine._bars
+            engine._bars = {s: [] for s in kept}
+            try:
+                state = engine.to_state()
+            finally:
+                engine._bars = kept
+        extra = {
+            "keys": [
+                {"api_key": k.api_key, "secret": k.secret, "account_id": k.account_id}
+                for k in self.auth.keys.values()
+            ],
+            "market": self.driver.to_state(),
+        }
+        self.store.save(state, extra, bars=bars)
+        self._saved_seq = engine.last_event_seq
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /_sim/state`` shows."""
+        engine = self.engine
+        accounts = []
+        for key in self.auth.keys.values():
+            view = engine.account(key.account_id)
+            accounts.append(
+                {
+                    "api_key": key.api_key,
+                    "account_id": key.account_id,
+                    "balance": str(view.balance),
+                    "equity": str(view.equity),
+                    "available_margin": str(view.available_margin),
+                    "positions": [
+                        {"symbol": p.symbol, "qty": str(p.qty), "entry_price": str(p.entry_price)}
+                        for p in engine.positions(key.account_id)
+                    ],
+                    "open_orders": [o.to_dict() for o in engine.open_orders(key.account_id)],
+                    "fills": len(engine.fills(key.account_id)),
+                }
+            )
+        return {
+            "clock_ms": self.now_ms,
+            "engine_ms": engine.now,
+            "speed": self.config.speed,
+            "candles_played": self.driver.played,
+            "prices": {
+                s: {"last": str(engine.last_price(s)), "mark": str(engine.mark_price(s))}
+                for s in engine.instruments
+            },
+            "accounts": accounts,
+            "faults": [r.to_dict() for r in self.faults.rules()],
+            "last_event_seq": engine.last_event_seq,
+        }
+
+
+def _wall_minute() -> int:
+    now = int(time.time() * 1000)
+    return now - now % MINUTE_MS
