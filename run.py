@@ -19,6 +19,7 @@ import structlog
 
 from adapters.logs import configure_logging
 from adapters.settings import ConfigError, Settings, format_config_error, load_settings
+from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
 from persistence.store import PositionStore
@@ -70,6 +71,19 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sim_exchange(argv: list[str]) -> int:
+    """Run the loopback Kraken Futures emulator in the foreground (its own options follow)."""
+    return sim_cli.main(argv, prog="run.py sim-exchange")
+
+
+# commands that parse their own options: everything after the name is passed on untouched
+PASSTHROUGH: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "sim-exchange": (
+        cmd_sim_exchange,
+        "run the simulated exchange (Kraken Futures API on loopback); "
+        "`run.py sim-exchange --help` for its options",
+    ),
+}
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "paper": (cmd_paper, "paper-trade against the bundled simulated exchange (no keys needed)"),
     "check-config": (cmd_check_config, "validate the configuration and print it, secrets masked"),
@@ -98,10 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=summary, description=summary)
         cmd.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH")
         cmd.set_defaults(func=func)
+    for name, (_, summary) in PASSTHROUGH.items():  # listed in --help, dispatched by main()
+        sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return PASSTHROUGH[argv[0]][0](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -92,3 +92,19 @@ def test_corrupt_store_refuses_to_start_and_is_left_untouched(
     assert "refusing to start" in result.stderr
     assert "Traceback" not in result.stderr
     assert db.read_bytes() == content
+
+
+def test_sim_exchange_is_listed_and_passes_its_own_options(tmp_path: Path) -> None:
+    assert "sim-exchange" in run("--help", cwd=tmp_path).stdout
+    result = run("sim-exchange", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "--state" in result.stdout
+    assert "--api-secret" in result.stdout
+
+
+def test_sim_exchange_refuses_a_secret_ccxt_cannot_use(tmp_path: Path) -> None:
+    result = run(
+        "sim-exchange", "--state", str(tmp_path / "s"), "--api-secret", "not base64!", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "base64" in result.stderr

@@ -89,6 +89,7 @@ def _registry(*specs: BenchSpec) -> dict[str, BenchSpec]:
 # One line per benchmark.
 REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("store", "ops.bench.store:run", "durable position-store commits (SQLite WAL, FULL)"),
+    BenchSpec("sim", "ops.bench.sim:run", "simulated exchange: engine candles/orders, ccxt REST"),
 )
 
 

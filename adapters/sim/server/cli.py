@@ -25,8 +25,8 @@ from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET, valid_secr
 from adapters.sim.server.venue import VenueConfig
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adapters.sim.server", description=__doc__)
+def parser(prog: str = "python -m adapters.sim.server") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--state", type=Path, required=True, help="state directory")
@@ -56,8 +56,8 @@ async def _run(config: VenueConfig, host: str, port: int) -> None:
         await server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m adapters.sim.server") -> int:
+    args = parser(prog).parse_args(argv)
     if not valid_secret(args.api_secret):
         print("--api-secret must be valid base64", file=sys.stderr)
         return 2
