@@ -295,6 +295,15 @@ class SimEngine(MatchingCore):
         """An open or recently closed order (retention: ``config.max_closed_orders``)."""
         return self._orders.get(order_id)
 
+    def orders_by_cli_ord_id(self, account_id: str, cli_ord_id: str) -> list[SimOrder]:
+        """The account's retained orders (open or recently closed) with this client id, oldest
+        first; a client id is unique only among open orders, so several may match."""
+        return [
+            o
+            for o in self._orders.values()
+            if o.account_id == account_id and o.cli_ord_id == cli_ord_id
+        ]
+
     def open_orders(self, account_id: str, symbol: str | None = None) -> list[SimOrder]:
         """Resting and untriggered trigger orders, in priority order per symbol."""
         return self._account_open_orders(account_id, symbol)
