@@ -10,6 +10,12 @@ Public feeds: ``ticker`` (snapshot on subscribe, then on every price change and 
 ``book`` (one-level snapshot around the last price, then a fresh snapshot on each change),
 ``heartbeat``. Private feeds after challenge auth: ``open_orders`` (and ``open_orders_verbose``),
 ``fills``, ``open_positions``. A ``stale_feed`` fault silences a symbol's public feeds.
+
+Market prints: each 1m bar played from a candle is printed on the ``trade`` feed along the
+engine's path (open, the two extremes, close at the engine's leg times, the bar's volume split
+in four), so trades rebuilt into 1m candles equal the charts API's candles. A ``/_sim/price``
+move prints one trade at the new price (that minute's bar is later replaced by the played
+candle, so the charts do not carry it); account fills are printed too but add no bar volume.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import structlog
@@ -28,9 +34,11 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from adapters.sim.models import SimFill, SimOrder
+from adapters.sim.matching import _LEG_OFFSETS_MS, candle_path
+from adapters.sim.models import Bar, SimFill, SimOrder, deterministic_uuid
 from adapters.sim.server import wsfeeds
 from adapters.sim.server.httpio import HttpRequest
+from adapters.sim.server.market import MINUTE_MS
 from adapters.sim.server.venue import Venue
 
 log = structlog.get_logger(__name__)
@@ -38,6 +46,7 @@ log = structlog.get_logger(__name__)
 PUBLIC_FEEDS = frozenset({"ticker", "ticker_lite", "trade", "book"})
 PRIVATE_FEEDS = frozenset({"open_orders", "open_orders_verbose", "fills", "open_positions"})
 TRADE_HISTORY = 100
+_QTY_STEP = Decimal("0.00000001")
 
 
 class Session:
@@ -196,6 +205,7 @@ class Hub:
         self._trades: dict[str, deque[dict[str, Any]]] = {}
         self._trade_seq = 0
         self._book_seq = 0
+        self._printed_bar = {s: self._last_closed_bar_open(s) for s in venue.engine.instruments}
         venue.on_change = self.publish
 
     def _current_prices(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -318,7 +328,66 @@ class Hub:
         for account in positions_for:
             message = wsfeeds.positions_message(engine, account, engine.last_event_seq)
             self._private(account, "open_positions", message)
+        self._publish_bar_prints(stale)
         self._publish_prices(stale)
+
+    def _closed_bars_since(self, symbol: str, after: int) -> list[Bar]:
+        """Bars that opened after ``after`` and whose minute is over, oldest first."""
+        bars = self.venue.engine._bars[symbol]  # newest last; walk back only over the new ones
+        now = self.venue.now_ms
+        out: list[Bar] = []
+        for bar in reversed(bars):
+            if bar.open_time <= after:
+                break
+            if bar.open_time + MINUTE_MS <= now:
+                out.append(bar)
+        out.reverse()
+        return out
+
+    def _last_closed_bar_open(self, symbol: str) -> int:
+        closed = self._closed_bars_since(symbol, -1)
+        return closed[-1].open_time if closed else -1
+
+    def _publish_bar_prints(self, stale: set[str]) -> None:
+        """Print each newly closed bar along its path (module docstring); the last print stands
+        for the current last price, so no extra market print follows for it."""
+        engine = self.venue.engine
+        for symbol in engine.instruments:
+            bars = self._closed_bars_since(symbol, self._printed_bar[symbol])
+            if not bars:
+                continue
+            self._printed_bar[symbol] = bars[-1].open_time
+            for bar in bars:
+                for print_ in self._bar_prints(symbol, bar):
+                    self._record_trade(print_)
+                    if symbol not in stale:
+                        self._public("trade", symbol, print_)
+            last = engine.last_price(symbol)
+            if bars[-1].volume > 0 and bars[-1].close == last:
+                self._prices[symbol] = (last, self._prices.get(symbol, (last, last))[1])
+
+    def _bar_prints(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
+        if bar.volume <= 0:
+            return []  # no trades: nothing to print (and no candle to rebuild)
+        path = candle_path(bar.open, bar.high, bar.low, bar.close)
+        part = (bar.volume / 4).quantize(_QTY_STEP, rounding=ROUND_DOWN)
+        sizes = [part, part, part, bar.volume - 3 * part]
+        seed = self.venue.engine.seed
+        prints = []
+        for offset, price, qty in zip(_LEG_OFFSETS_MS, path, sizes, strict=True):
+            self._trade_seq += 1
+            prints.append(
+                wsfeeds.trade(
+                    symbol,
+                    uid=deterministic_uuid(seed, f"print-{symbol}", self._trade_seq),
+                    side="buy" if price >= bar.open else "sell",
+                    seq=self._trade_seq,
+                    ts=bar.open_time + offset,
+                    qty=qty,
+                    price=price,
+                )
+            )
+        return prints
 
     def _fills_message(self, fill: SimFill) -> dict[str, Any]:
         return {"feed": "fills", "username": fill.account_id, "fills": [self._fill_row(fill)]}
