@@ -12,6 +12,7 @@ Reads retry ``Temporary`` failures with back-off and jitter; writes are never re
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -113,11 +114,12 @@ class CcxtExchange:
         self, endpoint: str, fn: Callable[[ccxt.Exchange], T], *, urgent: bool, write: bool
     ) -> T:
         """One venue call: budget, the lane's lock, error translation."""
-        self._budget.acquire(endpoint, urgent=urgent)
+        waited = self._budget.acquire(endpoint, urgent=urgent)
         client = self._urgent if urgent else self._normal
         with self._locks[urgent]:
+            started = time.perf_counter()
             try:
-                return fn(client)
+                result = fn(client)
             except Exception as err:
                 translated = translate(err, write=write, secrets=self._secrets)
                 if isinstance(translated, RateLimited):
@@ -129,6 +131,14 @@ class CcxtExchange:
                     error=str(translated),
                 )
                 raise translated from None
+            log.debug(
+                "exchange_call",
+                endpoint=endpoint,
+                urgent=urgent,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+                budget_wait_ms=round(waited * 1000, 2),
+            )
+            return result
 
     def _read(self, endpoint: str, fn: Callable[[ccxt.Exchange], T], *, urgent: bool = False) -> T:
         return read_with_retry(

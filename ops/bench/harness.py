@@ -91,6 +91,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("store", "ops.bench.store:run", "durable position-store commits (SQLite WAL, FULL)"),
     BenchSpec("sim", "ops.bench.sim:run", "simulated exchange: engine candles/orders, ccxt REST"),
     BenchSpec("analyze", "ops.bench.analyze:run", "SMC analysis per symbol and one auction"),
+    BenchSpec("adapter", "ops.bench.adapter:run", "exchange port via ccxt over loopback; feed"),
 )
 
 

@@ -15,7 +15,10 @@ from adapters.exchange import ccxt_exchange
 from adapters.exchange.budget import RequestBudget
 from adapters.exchange.ccxt_exchange import point_urls_at
 from adapters.exchange.errors import translate
+from adapters.exchange.factory import exchange_from_settings
 from adapters.retry import RateLimited
+from adapters.settings import load_settings
+from adapters.sim.server import PAPER_API_KEY, PAPER_API_SECRET
 from domain.errors import AmbiguousOutcome, Fatal, Rejected, Temporary
 from domain.models import Order, OrderRole, OrderStatus, OrderType, Side
 from tests.adapters.conformance.ccxt_harness import CcxtHarness
@@ -171,3 +174,17 @@ def test_ohlcv_pages_without_gaps_or_duplicates(
     assert all(b - a == 60_000 for a, b in itertools.pairwise(times))
     bounded = harness.port.ohlcv(BTC, "1m", since=times[0], until=times[99] + 60_000)
     assert [c.open_time for c in bounded] == times[:100]
+
+
+def test_settings_build_a_working_port(harness: CcxtHarness) -> None:
+    settings = load_settings(
+        None,
+        {
+            "BASTION_EXCHANGE__API_URL": harness.handle.url,
+            "BASTION_EXCHANGE__API_KEY": PAPER_API_KEY,
+            "BASTION_EXCHANGE__API_SECRET": PAPER_API_SECRET,
+        },
+    )
+    port = exchange_from_settings(settings.exchange)
+    assert port.name == "krakenfutures"
+    assert port.account().equity > 0
