@@ -229,10 +229,17 @@ class RiskSettings(_Section):
     cooldown_minutes: float = Field(default=60.0, ge=0)
     min_notional_usd: float = Field(default=10.0, ge=0)
     stale_after_s: float = Field(default=60.0, gt=0)
+    max_loss_per_trade_frac: float | None = Field(default=None, gt=0, lt=1)
+    margin_buffer_frac: float = Field(default=0.1, ge=0, lt=1)
+    fee_rate: float = Field(default=0.0005, ge=0, lt=0.01)
+    stop_slippage_frac: float = Field(default=0.001, ge=0, lt=0.1)
 
     @model_validator(mode="after")
     def _check_relations(self) -> RiskSettings:
         problems: list[tuple[str, str]] = []
+        cap = self.max_loss_per_trade_frac
+        if cap is not None and cap < self.risk_per_trade:
+            problems.append(("max_loss_per_trade_frac", "must be >= risk.risk_per_trade"))
         if self.max_position_margin_frac > self.max_margin_util:
             problems.append(("max_position_margin_frac", "must be <= risk.max_margin_util"))
         if self.daily_loss_limit_frac < self.risk_per_trade:
@@ -255,6 +262,8 @@ class AllocatorSettings(_Section):
     max_net_long: int = Field(default=3, ge=0)
     max_net_short: int = Field(default=3, ge=0)
     collect_window_ms: int = Field(default=2000, ge=0, le=60_000)
+    pnl_weight: float = Field(default=0.1, ge=0)
+    min_hold_ms: int = Field(default=15 * 60_000, ge=0)
 
 
 class ProtectionSettings(_Section):
