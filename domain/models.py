@@ -183,6 +183,7 @@ class OrderIntent:
     reasons: tuple[str, ...] = ()
     strategy: str = ""
     created_at: int = 0
+    expires_at: int = 0  # a working entry is cancelled at this time (ms); 0 = never
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,6 +205,7 @@ def assess(
         reasons=signal.reasons,
         strategy=signal.strategy,
         created_at=ctx.now_ms,
+        expires_at=signal.expires_at,
     )
     return RiskDecision(
         intent,

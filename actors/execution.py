@@ -1,0 +1,467 @@
+"""Execution: owns the position registry and the order journal (ARCHITECTURE 2 and 3).
+
+Every order is written ahead (committed with status ``sending``) before it is sent. The answer
+moves the journal and the position: acked, rejected (the position reacts), or ambiguous (marked
+``unknown`` and resolved by looking the client id up; never re-sent). A stop goes out as soon as
+any quantity is exposed and is re-sized, at the same price, after further fills. A stop that
+keeps failing is retried with back-off and after ``max_stop_attempts`` the position is
+flattened with a reduce-only market order (the full protection ladder belongs to the protection
+monitor). On a terminal state, the position's leftover stop and take-profits are cancelled.
+
+Fills are polled from the venue (``Tick``) with an overlap window and applied idempotently by
+fill id; the poll cursor is persisted. Orders left ``sending``/``unknown`` by a crash are
+resolved on the first tick.
+
+The core is synchronous; :class:`actors.runtime` runs it in a pykka actor, a backtest calls it
+directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+
+from actors.core import ALLOCATOR, PROTECTION, RISK, Outbox
+from actors.messages import (
+    CloseRequested,
+    EnsureStop,
+    Flatten,
+    KillSwitchChanged,
+    PlaceIntent,
+    PositionChanged,
+    PositionView,
+    Tick,
+    TradeClosed,
+)
+from domain.errors import (
+    AmbiguousOutcome,
+    DomainError,
+    PrecisionError,
+    Rejected,
+    SymbolHasLivePosition,
+    Temporary,
+)
+from domain.models import (
+    Fill,
+    Instrument,
+    Order,
+    OrderIntent,
+    OrderRole,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionSide,
+)
+from domain.ports import ExchangePort
+from domain.position import Change, Position, parse_client_order_id
+from domain.position_table import EXPOSED, State
+from persistence.store import PositionStore
+
+log = structlog.get_logger(__name__)
+URGENT = frozenset({OrderRole.STOP, OrderRole.EXIT})
+LISTENERS = (ALLOCATOR, RISK, PROTECTION)
+FILL_OVERLAP_MS = 60_000
+FILL_CURSOR = "fill_cursor_ms"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionParams:
+    stop_retry_initial_ms: int = 500
+    stop_retry_max_ms: int = 10_000
+    max_stop_attempts: int = 5
+    adopted_stop_distance_frac: Decimal = Decimal("0.02")
+
+
+@dataclass(slots=True)
+class _StopRetry:
+    failures: int = 0
+    next_at: int = 0
+
+
+class ExecutionCore:
+    name = "execution"
+
+    def __init__(
+        self,
+        port: ExchangePort,
+        store: PositionStore,
+        *,
+        params: ExecutionParams | None = None,
+        on_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self.port = port
+        self.store = store
+        self.params = params or ExecutionParams()
+        self.instruments: Mapping[str, Instrument] = port.instruments()
+        self.registry: dict[str, Position] = {p.symbol: p for p in store.load_active()}
+        self.kill_latched = bool((store.get_value("kill_switch") or {}).get("latched", False))
+        self._targets: dict[str, tuple[tuple[Decimal, Decimal], ...]] = {}
+        self._expiry: dict[str, int] = {}
+        self._stop_retry: dict[str, _StopRetry] = {}
+        self._exposed_at: dict[str, int] = {}
+        self._on_latency = on_latency
+        statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
+        self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
+        self._out: Outbox = []
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, message: object, now: int) -> Outbox:
+        self._out = []
+        match message:
+            case PlaceIntent(intent=intent):
+                self._open(intent, now)
+            case Tick():
+                self._tick(now)
+            case EnsureStop(symbol=symbol, reason=reason):
+                pos = self.registry.get(symbol)
+                if pos is not None:
+                    log.warning("stop_requested", symbol=symbol, reason=reason, position_id=pos.id)
+                    self._protect(pos, now, force=True)
+            case CloseRequested(symbol=symbol, reason=reason):
+                self._close(symbol, reason, now)
+            case Flatten(symbol=symbol, reason=reason):
+                for sym in [symbol] if symbol else list(self.registry):
+                    self._close(sym, reason, now)
+            case KillSwitchChanged(latched=latched, reason=reason):
+                self._kill(latched, reason, now)
+            case _:
+                log.warning("message_ignored", actor=self.name, message=type(message).__name__)
+        out, self._out = self._out, []
+        return out
+
+    def views(self) -> list[PositionView]:
+        return [self._view(p) for p in self.registry.values()]
+
+    # ------------------------------------------------------------------ opening
+
+    def _open(self, intent: OrderIntent, now: int) -> None:
+        if self.kill_latched:
+            log.warning("entry_refused", symbol=intent.symbol, reason="kill_switch")
+            return
+        if intent.symbol in self.registry:
+            log.warning("entry_refused", symbol=intent.symbol, reason="symbol_busy")
+            return
+        inst = self.instruments[intent.symbol]
+        try:
+            qty = inst.order_qty(intent.qty)
+            pos, change = Position.open(
+                self.store.next_position_id(now),
+                intent.symbol,
+                intent.side,
+                qty,
+                at=now,
+                entry_type=intent.entry_type,
+                entry_price=intent.entry_price,
+                planned_stop=inst.stop_price(intent.stop_price, intent.side),
+                strategy=intent.strategy,
+            )
+            self.store.commit(pos, change)
+        except (DomainError, SymbolHasLivePosition) as err:
+            log.warning("entry_refused", symbol=intent.symbol, reason=str(err))
+            return
+        self.registry[pos.symbol] = pos
+        self._targets[pos.id] = intent.take_profits
+        if intent.expires_at:
+            self._expiry[pos.id] = intent.expires_at
+        self._announce(pos)
+        log.info("position_opened", position_id=pos.id, symbol=pos.symbol, side=pos.side.value)
+        self._send(pos, change.orders[0], now)
+        if pos.entry_type is OrderType.MARKET or pos.data.entry_working:
+            self._poll_fills(now)  # a marketable entry fills at once; protect it at once
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(self, pos: Position, order: Order, now: int) -> None:
+        try:
+            placed = self.port.place_order(order)
+        except (Rejected, PrecisionError) as err:
+            self._rejected(pos, order, getattr(err, "reason", "") or str(err), now)
+        except AmbiguousOutcome as err:
+            self.store.update_order(
+                OrderUpdate(order.client_id, OrderStatus.UNKNOWN, reason=str(err)), at=now
+            )
+            log.warning("order_outcome_unknown", client_id=order.client_id, error=str(err))
+            self._resolve(order.client_id, now)
+        except Temporary as err:  # refused before the venue acted (rate limit, nonce)
+            self._rejected(pos, order, f"temporary: {err}", now)
+        else:
+            self._accepted(pos, order, placed, now)
+
+    def _accepted(self, pos: Position, order: Order, placed: Order, now: int) -> None:
+        if order.role is OrderRole.STOP:
+            change = self._apply(
+                pos,
+                lambda: pos.on_stop_acked(order.client_id, at=now, exchange_id=placed.exchange_id),
+                now,
+            )
+            if change is not None:
+                self._stop_retry.pop(pos.id, None)
+                exposed_at = self._exposed_at.pop(pos.id, None)
+                if exposed_at is not None and self._on_latency is not None:
+                    self._on_latency((now - exposed_at) / 1000)
+                replaced = change.detail.get("replaces")
+                if replaced:
+                    self._cancel(pos.symbol, replaced, now, urgent=True)
+            return
+        update = OrderUpdate(order.client_id, OrderStatus.ACKED, placed.exchange_id)
+        self.store.update_order(update, at=now)
+
+    def _rejected(self, pos: Position, order: Order, reason: str, now: int) -> None:
+        log.warning(
+            "order_rejected", client_id=order.client_id, role=order.role.value, reason=reason
+        )
+        cid = order.client_id
+        if order.role is OrderRole.ENTRY:
+            self._apply(pos, lambda: pos.on_entry_rejected(cid, reason, at=now), now)
+        elif order.role is OrderRole.STOP:
+            self._stop_failed(pos, now)
+            self._apply(pos, lambda: pos.on_stop_rejected(cid, reason, at=now), now)
+        elif order.role is OrderRole.EXIT:
+            self._apply(pos, lambda: pos.on_exit_failed(cid, reason, at=now), now)
+        else:
+            self.store.update_order(OrderUpdate(cid, OrderStatus.REJECTED, reason=reason), at=now)
+
+    def _resolve(self, client_id: str, now: int) -> None:
+        """Settle an order whose send had no clear answer, by asking the venue."""
+        parsed = parse_client_order_id(client_id)
+        pos = self._by_id(parsed[0]) if parsed else None
+        if pos is None or parsed is None:
+            self._unresolved.discard(client_id)
+            return
+        role = parsed[1]
+        try:
+            found = self.port.order_by_client_id(pos.symbol, client_id, urgent=role in URGENT)
+        except (Temporary, AmbiguousOutcome) as err:
+            self._unresolved.add(client_id)
+            log.warning("order_unresolved", client_id=client_id, error=str(err))
+            return
+        self._unresolved.discard(client_id)
+        journaled = [o for o in self.store.orders(position_id=pos.id) if o.client_id == client_id]
+        if not journaled:
+            return
+        order = journaled[0]
+        if found is None or found.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+            if pos.tracks(client_id):
+                self._rejected(pos, order, "not working at the venue after an unclear send", now)
+            else:
+                status = found.status if found else OrderStatus.REJECTED
+                self.store.update_order(OrderUpdate(client_id, status), at=now)
+        elif pos.tracks(client_id) or order.role is OrderRole.TAKE_PROFIT:
+            self._accepted(pos, order, found, now)
+
+    def _cancel(self, symbol: str, client_id: str, now: int, *, urgent: bool = False) -> bool:
+        try:
+            cancelled = self.port.cancel_order(symbol, client_id=client_id, urgent=urgent)
+        except (Temporary, AmbiguousOutcome, Rejected) as err:
+            log.warning("cancel_failed", client_id=client_id, error=str(err))
+            return False
+        if cancelled is not None:
+            self.store.update_order(OrderUpdate(client_id, OrderStatus.CANCELLED), at=now)
+        return cancelled is not None
+
+    # ------------------------------------------------------------------ fills
+
+    def _poll_fills(self, now: int) -> None:
+        cursor = int(self.store.get_value(FILL_CURSOR, 0))
+        try:
+            fills = self.port.fills(since=max(0, cursor - FILL_OVERLAP_MS) if cursor else None)
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("fills_poll_failed", error=str(err))
+            return
+        for fill in fills:
+            self._apply_fill(fill, now)
+        if fills:
+            newest = max(f.ts for f in fills)
+            if newest > cursor:
+                self.store.set_value(FILL_CURSOR, newest, at=now)
+
+    def _apply_fill(self, fill: Fill, now: int) -> None:
+        parsed = parse_client_order_id(fill.client_id) if fill.client_id else None
+        if parsed is None:
+            return  # not ours: reconciliation adopts foreign exposure
+        pos = self._by_id(parsed[0])
+        if pos is None:
+            if fill.fill_id not in self.store.fill_ids(parsed[0]):
+                log.warning(
+                    "fill_for_unknown_position", fill_id=fill.fill_id, client_id=fill.client_id
+                )
+            return
+        was_exposed = pos.remaining > 0
+        change = self._apply(pos, lambda: pos.apply_fill(fill, parsed[1], at=now), now)
+        if change is not None and not was_exposed and pos.remaining > 0:
+            self._exposed_at[pos.id] = now
+
+    # ------------------------------------------------------------------ reacting
+
+    def _apply(self, pos: Position, event: Callable[[], Change | None], now: int) -> Change | None:
+        """Apply an event, persist it, then react; a refused event is logged and changes nothing."""
+        try:
+            change = event()
+        except DomainError as err:
+            log.warning("event_refused", position_id=pos.id, error=str(err))
+            return None
+        if change is None:
+            return None
+        try:
+            self.store.commit(pos, change)
+        except BaseException:
+            pos.discard()
+            self.registry[pos.symbol] = self.store.load(pos.id)
+            raise
+        self._react(pos, now)
+        return change
+
+    def _react(self, pos: Position, now: int) -> None:
+        self._announce(pos)
+        state = pos.current
+        if pos.is_terminal:
+            self._finish(pos, now)
+        elif state is State.UNPROTECTED and pos.data.stop_pending is None:
+            self._protect(pos, now)
+        elif state is State.PROTECTED:
+            self._place_targets(pos, now)
+
+    def _announce(self, pos: Position) -> None:
+        changed = PositionChanged(self._view(pos))
+        self._out.extend((name, changed) for name in LISTENERS)
+
+    def _finish(self, pos: Position, now: int) -> None:
+        self.registry.pop(pos.symbol, None)
+        for key in (self._targets, self._expiry, self._stop_retry, self._exposed_at):
+            key.pop(pos.id, None)
+        for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
+            if order.role is not OrderRole.ENTRY:
+                self._cancel(pos.symbol, order.client_id, now)
+        d = pos.data
+        pnl = (d.exit_proceeds - d.entry_cost) * (1 if pos.side is PositionSide.LONG else -1)
+        pnl -= d.fees
+        risk = None
+        if pos.planned_stop is not None and d.avg_entry_price is not None and d.entry_filled:
+            risk = abs(d.avg_entry_price - pos.planned_stop) * d.entry_filled
+        r_multiple = float(pnl / risk) if risk else None
+        closed = TradeClosed(pos.id, pos.symbol, pnl, r_multiple, now)
+        self._out.extend((name, closed) for name in (RISK, ALLOCATOR))
+        log.info(
+            "position_closed", position_id=pos.id, symbol=pos.symbol, state=pos.state, pnl=str(pnl)
+        )
+
+    def _protect(self, pos: Position, now: int, *, force: bool = False) -> None:
+        d = pos.data
+        if pos.current not in EXPOSED or d.stop_pending is not None or pos.current is State.EXITING:
+            return
+        if d.stop_resting is not None and d.stop_resting.qty == d.remaining:
+            return
+        retry = self._stop_retry.get(pos.id)
+        if retry is not None and now < retry.next_at and not force:
+            return
+        if retry is not None and retry.failures >= self.params.max_stop_attempts:
+            log.error("stop_attempts_exhausted", position_id=pos.id, symbol=pos.symbol)
+            self._close(pos.symbol, "stop could not be placed", now)
+            return
+        price = self._stop_price(pos)
+        change = self._apply(pos, lambda: pos.submit_stop(price, at=now), now)
+        if change is not None:
+            self._send(pos, change.orders[0], now)
+
+    def _stop_price(self, pos: Position) -> Decimal:
+        d = pos.data
+        inst = self.instruments[pos.symbol]
+        if d.stop_resting is not None:
+            return d.stop_resting.price
+        if pos.planned_stop is not None:
+            return pos.planned_stop
+        entry = d.avg_entry_price or Decimal(1)
+        frac = self.params.adopted_stop_distance_frac
+        raw = entry * (1 - frac) if pos.side is PositionSide.LONG else entry * (1 + frac)
+        return inst.stop_price(raw, pos.side)
+
+    def _stop_failed(self, pos: Position, now: int) -> None:
+        retry = self._stop_retry.setdefault(pos.id, _StopRetry())
+        retry.failures += 1
+        wait = min(
+            self.params.stop_retry_max_ms,
+            self.params.stop_retry_initial_ms * 2 ** (retry.failures - 1),
+        )
+        retry.next_at = now + wait
+
+    def _place_targets(self, pos: Position, now: int) -> None:
+        targets = self._targets.pop(pos.id, ())
+        for price, qty in targets:
+            size = min(qty, pos.remaining)
+            if size <= 0:
+                break
+            change = self._apply(
+                pos, lambda p=price, s=size: pos.submit_take_profit(p, s, at=now), now
+            )
+            if change is not None:
+                self._send(pos, change.orders[0], now)
+
+    # ------------------------------------------------------------------ closing, kill switch
+
+    def _close(self, symbol: str, reason: str, now: int) -> None:
+        pos = self.registry.get(symbol)
+        if pos is None:
+            return
+        if pos.data.entry_working and self._cancel(symbol, pos.entry_client_id, now):
+            self._apply(
+                pos, lambda: pos.on_entry_cancelled(pos.entry_client_id, reason, at=now), now
+            )
+        if pos.is_terminal or pos.remaining <= 0 or pos.data.exit_client_id is not None:
+            return
+        change = self._apply(pos, lambda: pos.request_exit(at=now, reason=reason), now)
+        if change is not None:
+            self._send(pos, change.orders[0], now)
+            self._poll_fills(now)
+
+    def _kill(self, latched: bool, reason: str, now: int) -> None:
+        self.kill_latched = latched
+        if not latched:
+            return
+        for pos in list(self.registry.values()):
+            if pos.data.entry_working and self._cancel(pos.symbol, pos.entry_client_id, now):
+                cid = pos.entry_client_id
+                self._apply(pos, lambda p=pos, c=cid: p.on_entry_cancelled(c, reason, at=now), now)
+            for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
+                if order.role is OrderRole.TAKE_PROFIT:
+                    self._cancel(pos.symbol, order.client_id, now)
+            self._targets.pop(pos.id, None)
+
+    # ------------------------------------------------------------------ timer
+
+    def _tick(self, now: int) -> None:
+        for client_id in sorted(self._unresolved):
+            self._resolve(client_id, now)
+        self._poll_fills(now)
+        for pos in list(self.registry.values()):
+            expiry = self._expiry.get(pos.id)
+            if expiry is not None and now >= expiry and pos.data.entry_working:
+                self._close(pos.symbol, "entry expired", now)
+            elif pos.current is State.UNPROTECTED:
+                self._protect(pos, now)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _by_id(self, position_id: str) -> Position | None:
+        return next((p for p in self.registry.values() if p.id == position_id), None)
+
+    def _view(self, pos: Position) -> PositionView:
+        d = pos.data
+        stop = d.stop_resting
+        return PositionView(
+            position_id=pos.id,
+            symbol=pos.symbol,
+            side=pos.side,
+            state=pos.current,
+            qty=d.remaining,
+            entry_price=d.avg_entry_price,
+            stop_price=stop.price if stop else None,
+            stop_qty=stop.qty if stop else Decimal(0),
+            strategy=pos.strategy,
+            origin=pos.origin.value,
+            created_at=pos.created_at,
+            updated_at=d.updated_at,
+        )
