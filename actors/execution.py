@@ -102,6 +102,7 @@ class ExecutionCore:
         self._expiry: dict[str, int] = {}
         self._stop_retry: dict[str, _StopRetry] = {}
         self._exposed_at: dict[str, int] = {}
+        self._last_stop: dict[str, Decimal] = {}  # price of a stop the venue dropped
         self._on_latency = on_latency
         statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
         self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
@@ -120,6 +121,7 @@ class ExecutionCore:
                 pos = self.registry.get(symbol)
                 if pos is not None:
                     log.warning("stop_requested", symbol=symbol, reason=reason, position_id=pos.id)
+                    self._verify_stop(pos, now)
                     self._protect(pos, now, force=True)
             case CloseRequested(symbol=symbol, reason=reason):
                 self._close(symbol, reason, now)
@@ -331,7 +333,13 @@ class ExecutionCore:
 
     def _finish(self, pos: Position, now: int) -> None:
         self.registry.pop(pos.symbol, None)
-        for key in (self._targets, self._expiry, self._stop_retry, self._exposed_at):
+        for key in (
+            self._targets,
+            self._expiry,
+            self._stop_retry,
+            self._exposed_at,
+            self._last_stop,
+        ):
             key.pop(pos.id, None)
         for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
             if order.role is not OrderRole.ENTRY:
@@ -367,11 +375,31 @@ class ExecutionCore:
         if change is not None:
             self._send(pos, change.orders[0], now)
 
+    def _verify_stop(self, pos: Position, now: int) -> None:
+        """Ask the venue whether the stop we believe rests is still working."""
+        stop = pos.data.stop_resting
+        if stop is None:
+            return
+        try:
+            found = self.port.order_by_client_id(pos.symbol, stop.client_id, urgent=True)
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("stop_check_failed", position_id=pos.id, error=str(err))
+            return
+        if found is not None and found.status is OrderStatus.FILLED:
+            self._poll_fills(now)  # it fired: the exit fills settle the position
+        elif found is None or found.status is not OrderStatus.ACKED:
+            log.error("stop_lost", position_id=pos.id, client_id=stop.client_id)
+            self._last_stop[pos.id] = stop.price
+            cid = stop.client_id
+            self._apply(pos, lambda: pos.on_stop_lost(cid, "not working at the venue", at=now), now)
+
     def _stop_price(self, pos: Position) -> Decimal:
         d = pos.data
         inst = self.instruments[pos.symbol]
         if d.stop_resting is not None:
             return d.stop_resting.price
+        if pos.id in self._last_stop:
+            return self._last_stop[pos.id]
         if pos.planned_stop is not None:
             return pos.planned_stop
         entry = d.avg_entry_price or Decimal(1)
