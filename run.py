@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -22,6 +23,7 @@ from adapters.settings import ConfigError, Settings, format_config_error, load_s
 from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
+from ops import status
 from persistence.store import PositionStore
 
 EXIT_OK = 0
@@ -71,6 +73,28 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def store_path(settings: Settings, mode: str) -> Path:
+    """Where a mode keeps its position store: ``<data_dir>/<mode>/positions.db``."""
+    return settings.data_dir / mode / "positions.db"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Positions, kill switch and last reconciliation, read-only (works while the service runs)."""
+    settings = _settings(args)
+    db = store_path(settings, "paper" if args.paper else "live")
+    if not db.exists():
+        print(f"no position store at {db}: nothing has run in this mode yet")
+        return EXIT_OK
+    report = status.collect(db)
+    print(status.to_json(report) if args.json else status.render(report))
+    return EXIT_OK
+
+
+def _status_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cmd.add_argument("--paper", action="store_true", help="the paper-trading store")
+
+
 def cmd_sim_exchange(argv: list[str]) -> int:
     """Run the loopback Kraken Futures emulator in the foreground (its own options follow)."""
     return sim_cli.main(argv, prog="run.py sim-exchange")
@@ -84,10 +108,28 @@ PASSTHROUGH: dict[str, tuple[Callable[[list[str]], int], str]] = {
         "`run.py sim-exchange --help` for its options",
     ),
 }
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "paper": (cmd_paper, "paper-trade against the bundled simulated exchange (no keys needed)"),
-    "check-config": (cmd_check_config, "validate the configuration and print it, secrets masked"),
-    "fsm-diagram": (cmd_fsm_diagram, "print the position state machine as a Mermaid diagram"),
+
+
+@dataclass(frozen=True)
+class Command:
+    func: Callable[[argparse.Namespace], int]
+    summary: str
+    add_args: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "paper": Command(
+        cmd_paper, "paper-trade against the bundled simulated exchange (no keys needed)"
+    ),
+    "check-config": Command(
+        cmd_check_config, "validate the configuration and print it, secrets masked"
+    ),
+    "fsm-diagram": Command(
+        cmd_fsm_diagram, "print the position state machine as a Mermaid diagram"
+    ),
+    "status": Command(
+        cmd_status, "positions, kill switch, last reconciliation (read-only)", _status_args
+    ),
 }
 
 
@@ -108,10 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "BASTION_SECTION__KEY environment variables override it",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (func, summary) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=summary, description=summary)
+    for name, command in COMMANDS.items():
+        cmd = sub.add_parser(name, help=command.summary, description=command.summary)
         cmd.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH")
-        cmd.set_defaults(func=func)
+        if command.add_args is not None:
+            command.add_args(cmd)
+        cmd.set_defaults(func=command.func)
     for name, (_, summary) in PASSTHROUGH.items():  # listed in --help, dispatched by main()
         sub.add_parser(name, help=summary, add_help=False)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from domain.position_table import to_mermaid
+from persistence.store import PositionStore
+from tests.domain import factory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,3 +111,20 @@ def test_sim_exchange_refuses_a_secret_ccxt_cannot_use(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "base64" in result.stderr
+
+
+def test_status_reads_a_store_held_by_a_running_service(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "live" / "positions.db"
+    db.parent.mkdir(parents=True)
+    with PositionStore.open(db) as store:  # holds the writer lock, like the service
+        pos = factory.protected()
+        pos.version = 1
+        store.commit(pos, factory.Change(pos.id, "opened", None, pos.current, 1, 1))
+        result = run("status", "--json", cwd=tmp_path)
+        text = run("status", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (row,) = report["positions"]
+    assert (row["state"], row["qty"], row["stop"]) == ("protected", "1", "90")
+    assert report["kill_switch"] == {"latched": False}
+    assert "protected" in text.stdout
