@@ -31,3 +31,8 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Install or upgrade the systemd service (as root); `systemd/install.sh --dry-run` shows the steps.
+.PHONY: install-service
+install-service:
+	bash systemd/install.sh
