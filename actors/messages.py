@@ -1,5 +1,8 @@
 """Every message actors exchange: frozen dataclasses, no shared mutable state (ARCHITECTURE 2).
 
+The market-data events (``CandleClosed``, ``MarkPrice``, ``FeedStale``, ``FeedFresh``) are the
+feed client's own and are re-exported here, so the feed's output is delivered as it is.
+
 Flow: feed -> CandleClosed/MarkPrice/FeedStale/FeedFresh -> analyzers -> SignalProposed ->
 allocator -> OpenApproved -> risk -> PlaceIntent -> execution; execution -> PositionChanged and
 TradeClosed -> allocator, risk, protection; protection -> EnsureStop/Flatten -> execution;
@@ -11,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from domain.models import Candle, OrderIntent, PositionSide, Signal
+from adapters.marketdata.events import CandleClosed, FeedFresh, FeedStale, MarkPrice
+from domain.models import OrderIntent, PositionSide, Signal
 from domain.position_table import State
 
 
@@ -23,29 +27,12 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
-class CandleClosed:
-    symbol: str
-    timeframe: str
-    candle: Candle
-    source: str = "live"  # "live" or "rest" (warm-up and gap repair)
+class AccountEquity:
+    """An account reading for allocator and risk: equity and the venue's used margin (if known)."""
 
-
-@dataclass(frozen=True, slots=True)
-class MarkPrice:
-    symbol: str
-    price: Decimal
+    equity: Decimal
     ts: int
-
-
-@dataclass(frozen=True, slots=True)
-class FeedStale:
-    symbol: str
-    since: int
-
-
-@dataclass(frozen=True, slots=True)
-class FeedFresh:
-    symbol: str
+    used_margin: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +127,24 @@ class KillSwitchChanged:
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
     """Ask (with a timeout, from outside the pipeline only) for an actor's current view."""
+
+
+__all__ = [
+    "AccountEquity",
+    "CandleClosed",
+    "CloseRequested",
+    "EnsureStop",
+    "FeedFresh",
+    "FeedStale",
+    "Flatten",
+    "KillSwitchChanged",
+    "MarkPrice",
+    "OpenApproved",
+    "PlaceIntent",
+    "PositionChanged",
+    "PositionView",
+    "SignalProposed",
+    "SnapshotRequest",
+    "Tick",
+    "TradeClosed",
+]
