@@ -18,13 +18,14 @@ from pathlib import Path
 
 import structlog
 
+from actors import modes
+from adapters.exchange.factory import exchange_from_settings
 from adapters.logs import configure_logging
 from adapters.settings import ConfigError, Settings, format_config_error, load_settings
 from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
 from ops import status
-from persistence.store import PositionStore
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -53,24 +54,50 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PAPER_PROFILE = Path(__file__).resolve().parent / "config.paper.yaml"
+EXIT_KILL_SWITCH = 4  # systemd does not restart a service whose kill switch is latched
+
+
 def cmd_paper(args: argparse.Namespace) -> int:
-    """Paper trading: checks what exists today and says plainly what is not built yet."""
+    """Paper trading: the bundled emulator as a child process, then the live system against it."""
+    if args.config is None:
+        args.config = PAPER_PROFILE
     settings = _settings(args)
     configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
-    log = structlog.get_logger("bastion.paper")
-    db = settings.data_dir / "paper" / "positions.db"
-    with PositionStore.open(db) as store:
-        live = store.load_active()
-        log.info("position_store_opened", path=str(db), live_positions=len(live))
     print(
-        "Bastion paper mode\n"
-        f"  configuration: valid ({len(settings.universe.symbols)} symbols, "
-        f"exchange {settings.exchange.id})\n"
-        f"  position store: {db} (WAL, schema ok, {len(live)} live positions)\n"
-        "  not built yet: the simulated exchange server, the exchange adapter, the strategy\n"
-        "  and the trading actors. Nothing was traded; this run only checked the foundation."
+        f"Bastion paper trading against the simulated exchange at {args.speed:g}x speed"
+        + (f" for {args.duration:g}s" if args.duration else " until Ctrl-C")
+        + f"; logs in {settings.log_dir}, state in {settings.data_dir / 'paper'}",
+        flush=True,
     )
-    return EXIT_OK
+    return modes.run_paper(settings, speed=args.speed, duration_s=args.duration)
+
+
+def _paper_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    cmd.add_argument("--speed", type=float, default=60.0, help="simulated time per wall second")
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Trade a real account through ccxt; refuses to start without credentials."""
+    settings = _settings(args)
+    if settings.exchange.api_key is None or settings.exchange.api_secret is None:
+        print(
+            "bastion: live trading needs BASTION_EXCHANGE__API_KEY and "
+            "BASTION_EXCHANGE__API_SECRET in the environment",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
+    port = exchange_from_settings(settings.exchange)
+    account = port.account()
+    where = "SANDBOX" if settings.exchange.sandbox else "LIVE"
+    print(
+        f"Bastion {where} trading on {settings.exchange.id}: equity {account.equity} "
+        f"{account.currency}, {len(settings.universe.symbols)} symbols",
+        flush=True,
+    )
+    return modes.serve(settings, mode="live", port=port, ws_url=modes.live_ws_url(settings))
 
 
 def store_path(settings: Settings, mode: str) -> Path:
@@ -119,8 +146,11 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "paper": Command(
-        cmd_paper, "paper-trade against the bundled simulated exchange (no keys needed)"
+        cmd_paper,
+        "paper-trade against the bundled simulated exchange (no keys needed)",
+        _paper_args,
     ),
+    "live": Command(cmd_live, "trade a real account (credentials from the environment)"),
     "check-config": Command(
         cmd_check_config, "validate the configuration and print it, secrets masked"
     ),

@@ -26,6 +26,7 @@ import structlog
 
 from actors.core import ALLOCATOR, PROTECTION, RISK, Outbox
 from actors.messages import (
+    AccountEquity,
     CloseRequested,
     EnsureStop,
     Flatten,
@@ -65,6 +66,7 @@ URGENT = frozenset({OrderRole.STOP, OrderRole.EXIT})
 LISTENERS = (ALLOCATOR, RISK, PROTECTION)
 FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
+EQUITY_EVERY_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class ExecutionCore:
         statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
         self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
         self._out: Outbox = []
+        self._equity_at = -EQUITY_EVERY_MS  # report on the first tick
 
     # ------------------------------------------------------------------ dispatch
 
@@ -461,6 +464,8 @@ class ExecutionCore:
     # ------------------------------------------------------------------ timer
 
     def _tick(self, now: int) -> None:
+        if now - self._equity_at >= EQUITY_EVERY_MS:
+            self._report_equity(now)
         for client_id in sorted(self._unresolved):
             self._resolve(client_id, now)
         self._poll_fills(now)
@@ -470,6 +475,17 @@ class ExecutionCore:
                 self._close(pos.symbol, "entry expired", now)
             elif pos.current is State.UNPROTECTED:
                 self._protect(pos, now)
+
+    def _report_equity(self, now: int) -> None:
+        """Tell allocator and risk what the account holds (they size and cap from it)."""
+        try:
+            account = self.port.account()
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("account_read_failed", error=str(err))
+            return
+        self._equity_at = now
+        reading = AccountEquity(account.equity, now, account.used_margin)
+        self._out.extend((name, reading) for name in (ALLOCATOR, RISK))
 
     # ------------------------------------------------------------------ helpers
 

@@ -163,6 +163,10 @@ class CcxtExchange:
             log.info("instruments_loaded", exchange=self._id, count=len(self._instruments))
         return self._instruments
 
+    def venue_ids(self) -> dict[str, str]:
+        """Unified symbol -> the venue's own id (``BTC/USD:USD`` -> ``PF_XBTUSD``), for feeds."""
+        return {symbol: self._market_id(symbol) for symbol in self.instruments()}
+
     def _instrument(self, symbol: str) -> Instrument:
         instruments = self.instruments()
         if symbol not in instruments:

@@ -1,0 +1,194 @@
+"""Run modes: ``paper`` (the bundled emulator as a child process) and ``live`` (a real venue).
+
+Both run the same system through :func:`serve`: store -> exchange -> recovery (the execution core
+reloads the registry and settles unresolved orders) -> READY (sd_notify, ``bastion_ready``) ->
+entries allowed. Health (``/healthz``, ``/metrics``) and the systemd watchdog follow the actors'
+heartbeats. SIGTERM/SIGINT: STOPPING=1, new entries stop, the feed and actors stop, every stop
+order stays at the exchange, exit 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from actors.core import EXECUTION
+from actors.runtime import System, build_system
+from adapters import systemd
+from adapters.exchange.ccxt_exchange import CcxtExchange
+from adapters.health import HealthReport, HealthServer
+from adapters.metrics import BastionMetrics
+from adapters.settings import Settings
+from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
+from adapters.sim.server.process import EmulatorProcess
+from persistence.store import PositionStore
+
+log = structlog.get_logger(__name__)
+HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_TIMEOUT_S = 2.0
+KRAKEN_FUTURES_WS = "wss://futures.kraken.com/ws/v1"
+
+
+class Heartbeats(threading.Thread):
+    """Asks every actor for a heartbeat on a period; the last answers feed health and watchdog."""
+
+    def __init__(self, system: System) -> None:
+        super().__init__(name="bastion-heartbeat", daemon=True)
+        self.system = system
+        self.last: dict[str, bool] = {}
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.last = self.system.supervisor.heartbeat(HEARTBEAT_TIMEOUT_S)
+            if self._stop.wait(HEARTBEAT_EVERY_S):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _health(system: System, beats: Heartbeats, symbols: list[str]) -> HealthReport:
+    """Healthy only while every actor answered its last heartbeat and every symbol is fresh."""
+    checks = {f"actor:{name}": ok for name, ok in beats.last.items()}
+    if system.feed is not None:
+        checks.update({f"feed:{s}": not system.feed.stale(s) for s in symbols})
+    return HealthReport(checks)
+
+
+class MetricsView:
+    """Renders /metrics from the running system."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self.metrics = BastionMetrics()
+        self._restarts_seen: dict[str, int] = {}
+
+    def render(self) -> str:
+        m = self.metrics
+        try:
+            views = self.system.ask(EXECUTION, lambda core: core.views(), timeout_s=1.0)
+        except Exception:
+            views = []
+        counts: dict[str, int] = {}
+        for view in views:
+            counts[view.state.value] = counts.get(view.state.value, 0) + 1
+        m.set_positions(counts)
+        while self.system.latencies:
+            m.protection_latency.observe(self.system.latencies.pop(0))
+        for name, total in self.system.supervisor.restarts().items():
+            new = total - self._restarts_seen.get(name, 0)
+            if new > 0:
+                m.actor_restarts.inc(new, actor=name)
+            self._restarts_seen[name] = total
+        return m.registry.render()
+
+
+def serve(
+    settings: Settings,
+    *,
+    mode: str,
+    port: CcxtExchange,
+    ws_url: str | None,
+    speed: float = 1.0,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[System], None] | None = None,
+) -> int:
+    """Run until a signal, ``stop`` or ``duration_s``; returns the exit code."""
+    stop = stop or threading.Event()
+    _install_signal_handlers(stop)
+    systemd.status(f"starting {mode}")
+    store = PositionStore.open(settings.data_dir / mode / "positions.db")
+    venue_ids = port.venue_ids()
+    system = build_system(settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed)
+    live = system.ask(EXECUTION, lambda core: len(core.registry), timeout_s=30.0)
+    view = MetricsView(system)
+    beats = Heartbeats(system)
+    beats.start()
+    symbols = list(settings.universe.symbols)
+    health = HealthServer(
+        settings.health.host,
+        settings.health.port,
+        check=lambda: _health(system, beats, symbols),
+        metrics=view.render,
+    )
+    bound = health.start()
+    watchdog = systemd.Watchdog(healthy=system.supervisor.healthy)
+    watchdog.start()
+    view.metrics.ready.set(1)
+    systemd.ready(f"{mode}: {live} managed positions, trading")
+    log.info("system_ready", mode=mode, managed_positions=live, health_port=bound)
+    if on_ready is not None:
+        on_ready(system)
+    started = time.monotonic()
+    while not stop.wait(0.5):
+        if duration_s is not None and time.monotonic() - started >= duration_s:
+            break
+    systemd.stopping()
+    log.info("system_stopping", mode=mode)
+    watchdog.stop()
+    beats.stop()
+    health.stop()
+    system.stop()
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_paper(
+    settings: Settings,
+    *,
+    speed: float,
+    duration_s: float | None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[System], None] | None = None,
+) -> int:
+    """Start the emulator (state under ``<data_dir>/paper/exchange``) and trade against it."""
+    state = Path(settings.data_dir) / "paper" / "exchange"
+    emulator = EmulatorProcess.start(state, speed=speed)
+    try:
+        port = CcxtExchange(
+            "krakenfutures",
+            api_key=PAPER_API_KEY,
+            api_secret=PAPER_API_SECRET,
+            api_url=emulator.url,
+        )
+        return serve(
+            settings,
+            mode="paper",
+            port=port,
+            ws_url=emulator.ws_url,
+            speed=speed,
+            duration_s=duration_s,
+            stop=stop,
+            on_ready=on_ready,
+        )
+    finally:
+        emulator.stop()
+
+
+def live_ws_url(settings: Settings) -> str:
+    if settings.exchange.ws_url:
+        return str(settings.exchange.ws_url)
+    if settings.exchange.id != "krakenfutures":
+        raise ValueError(f"set exchange.ws_url for {settings.exchange.id}")
+    if settings.exchange.sandbox:
+        return KRAKEN_FUTURES_WS.replace("futures.", "demo-futures.")
+    return KRAKEN_FUTURES_WS

@@ -1,0 +1,269 @@
+"""The live actor system: cores in supervised pykka actors, a feed, a timer (ARCHITECTURE 2).
+
+Startup order: config -> logging -> store -> exchange connectivity -> recovery (the execution
+core reloads the registry and resolves orders left ``sending``/``unknown``) -> READY -> entries.
+Shutdown (SIGTERM/SIGINT): new entries stop, the message being handled finishes, the store is
+closed, and every stop stays at the exchange.
+
+Time: cores get the *venue's* time, not the wall clock. :class:`VenueClock` follows the latest
+venue timestamps seen on the feed and extrapolates between them at the venue's speed (1 for a
+real venue; the emulator may run faster), so signal expiry and entry timeouts mean the same in
+paper and live.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.allocator import AllocatorCore
+from actors.analyzer import AnalyzerCore
+from actors.core import ALLOCATOR, EXECUTION, PROTECTION, RISK, Core, analyzer
+from actors.execution import ExecutionCore, ExecutionParams
+from actors.messages import (
+    CandleClosed,
+    FeedFresh,
+    FeedStale,
+    KillSwitchChanged,
+    MarkPrice,
+    SnapshotRequest,
+    Tick,
+)
+from actors.protection import ProtectionCore
+from actors.risk import RiskCore
+from actors.supervisor import ChildSpec, Directory, Escalated, SupervisedActor, Supervisor
+from adapters.marketdata import MarketDataFeed
+from adapters.settings import Settings
+from domain.allocation import AllocatorParams
+from domain.models import Candle, Instrument
+from domain.ports import ExchangePort
+from domain.risk import RiskParams
+from domain.strategy import load_strategy
+from persistence.store import PositionStore
+
+log = structlog.get_logger(__name__)
+TICK_TARGETS = (EXECUTION, PROTECTION, ALLOCATOR, RISK)
+
+
+class VenueClock:
+    """Venue time in ms, never going backwards.
+
+    Anchored on the newest venue timestamp observed and extrapolated at ``speed`` since then. A
+    new observation re-anchors it even when the estimate had run ahead (the venue stalled); the
+    clock then holds until the venue catches up instead of stepping back.
+    """
+
+    def __init__(self, speed: float = 1.0, wall: Callable[[], float] = time.time) -> None:
+        self.speed = speed
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._anchor_ms = int(wall() * 1000)
+        self._anchor_at = wall()
+        self._observed = False
+        self._last = 0
+
+    def observe(self, venue_ms: int) -> None:
+        with self._lock:
+            if not self._observed:
+                self._last = 0  # the wall-clock guess before any observation is discarded
+            if not self._observed or venue_ms >= self._anchor_ms:
+                self._anchor_ms, self._anchor_at, self._observed = venue_ms, self._wall(), True
+
+    def now(self) -> int:
+        with self._lock:
+            estimate = self._anchor_ms + int((self._wall() - self._anchor_at) * 1000 * self.speed)
+            self._last = max(self._last, estimate) if self._observed else estimate
+            return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``fn(core)`` on the actor's thread and answer with its result (``ask`` only)."""
+
+    fn: Callable[[Any], Any]
+
+
+class CoreActor(SupervisedActor):
+    """Runs one core: messages in, the outbox out through the directory."""
+
+    def __init__(self, build: Callable[[], Core], directory: Directory, clock: VenueClock) -> None:
+        super().__init__()
+        self._build = build
+        self._directory = directory
+        self._clock = clock
+        self.core: Core | None = None
+
+    def on_start_guarded(self) -> None:
+        self.core = self._build()  # a restart rebuilds the core from the store or the feed
+
+    def on_receive(self, message: Any) -> Any:
+        assert self.core is not None
+        if isinstance(message, Call):
+            return message.fn(self.core)
+        if isinstance(message, SnapshotRequest):
+            views = getattr(self.core, "views", None)
+            return views() if callable(views) else None
+        for destination, outgoing in self.core.handle(message, self._clock.now()):
+            self._directory.tell(destination, outgoing)
+        return None
+
+
+class Ticker(threading.Thread):
+    """Sends ``Tick`` to the timer-driven actors every ``interval_s`` of wall time."""
+
+    def __init__(self, directory: Directory, clock: VenueClock, interval_s: float) -> None:
+        super().__init__(name="bastion-ticker", daemon=True)
+        self._directory = directory
+        self._clock = clock
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            tick = Tick(self._clock.now())
+            for name in TICK_TARGETS:
+                self._directory.tell(name, tick)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class System:
+    """Everything the runtime started, for health checks, status and shutdown."""
+
+    supervisor: Supervisor
+    directory: Directory
+    clock: VenueClock
+    ticker: Ticker
+    feed: MarketDataFeed | None
+    store: PositionStore
+    latencies: list[float]
+
+    def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
+        return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
+
+    def stop(self) -> None:
+        """Stop entries first, then the feed and the timer, then the actors; stops stay put."""
+        self.directory.tell(EXECUTION, KillSwitchChanged(False, "shutdown", self.clock.now()))
+        if self.feed is not None:
+            self.feed.stop()
+        self.ticker.stop()
+        self.supervisor.stop()
+        self.store.close()
+        log.info("system_stopped")
+
+
+def build_system(
+    settings: Settings,
+    port: ExchangePort,
+    store: PositionStore,
+    *,
+    ws_url: str | None,
+    venue_ids: Mapping[str, str],
+    speed: float = 1.0,
+    tick_interval_s: float = 0.25,
+    on_escalate: Callable[[Escalated], None] | None = None,
+) -> System:
+    """Build and start the actors (the store is already open and the port reachable)."""
+    universe = list(settings.universe.symbols)
+    instruments: dict[str, Instrument] = {s: port.instruments()[s] for s in universe}
+    clock = VenueClock(speed)
+    directory = Directory()
+    latencies: list[float] = []
+    risk_params = RiskParams.from_mapping(settings.risk.model_dump())
+    alloc_params = AllocatorParams.from_mapping(settings.allocator.model_dump())
+    bias = tuple(settings.universe.bias_timeframes)
+    entry = tuple(settings.universe.entry_timeframes)
+
+    def strategy_for() -> Any:
+        return load_strategy(settings.strategy.name, settings.strategy.params, bias, entry)
+
+    execution_params = ExecutionParams(
+        adopted_stop_distance_frac=Decimal(str(settings.protection.adopted_stop_distance_frac))
+    )
+    builders: dict[str, Callable[[], Core]] = {
+        EXECUTION: lambda: ExecutionCore(
+            port, store, params=execution_params, on_latency=latencies.append
+        ),
+        PROTECTION: lambda: ProtectionCore(
+            port, interval_ms=int(settings.protection.check_interval_s * 1000 * speed)
+        ),
+        RISK: lambda: RiskCore(risk_params, instruments),
+        ALLOCATOR: lambda: AllocatorCore(alloc_params, instruments, risk_params),
+    }
+    for symbol in universe:
+        inst = instruments[symbol]
+        builders[analyzer(symbol)] = lambda s=symbol, i=inst: AnalyzerCore(
+            s, i, strategy_for(), bias, entry
+        )
+
+    def escalate(event: Escalated) -> None:
+        log.error("supervisor_escalated", child=event.child, reason=event.reason)
+        directory.tell(
+            EXECUTION, KillSwitchChanged(True, f"escalated: {event.reason}", clock.now())
+        )
+        if on_escalate is not None:
+            on_escalate(event)
+
+    specs = [
+        ChildSpec(
+            name,
+            lambda b=build: CoreActor.start(b, directory, clock),
+            protected=name in (EXECUTION, PROTECTION),
+        )
+        for name, build in builders.items()
+    ]
+    supervisor = Supervisor(specs, on_escalate=escalate, directory=directory)
+    supervisor.start_children()
+
+    feed = None
+    if ws_url is not None:
+        feed = _start_feed(ws_url, universe, venue_ids, bias + entry, port, directory, clock)
+    ticker = Ticker(directory, clock, tick_interval_s)
+    ticker.start()
+    return System(supervisor, directory, clock, ticker, feed, store, latencies)
+
+
+def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
+    ws_url: str,
+    universe: Sequence[str],
+    venue_ids: Mapping[str, str],
+    timeframes: Sequence[str],
+    port: ExchangePort,
+    directory: Directory,
+    clock: VenueClock,
+) -> MarketDataFeed:
+    def warmup(symbol: str, timeframe: str, since: int) -> list[Candle]:
+        return port.ohlcv(symbol, timeframe, since)
+
+    def on_event(event: object) -> None:
+        match event:
+            case CandleClosed(symbol=symbol, candle=candle):
+                clock.observe(candle.open_time)
+                directory.tell(analyzer(symbol), event)
+            case MarkPrice(ts=ts):
+                clock.observe(ts)
+            case FeedStale(symbol=symbol) | FeedFresh(symbol=symbol):
+                directory.tell(analyzer(symbol), event)
+                directory.tell(RISK, event)
+
+    feed = MarketDataFeed(
+        ws_url,
+        {s: venue_ids[s] for s in universe},
+        timeframes=sorted(set(timeframes) | {"1m"}),
+        warmup=warmup,
+        on_event=on_event,
+    )
+    feed.start()
+    return feed
+
+
+__all__ = ["Call", "CoreActor", "System", "VenueClock", "build_system", "pykka"]
