@@ -170,6 +170,12 @@ def run_paper(
             api_secret=PAPER_API_SECRET,
             api_url=emulator.url,
         )
+
+        def ready(system: System) -> None:
+            system.venue_url = emulator.url
+            if on_ready is not None:
+                on_ready(system)
+
         return serve(
             settings,
             mode="paper",
@@ -178,7 +184,7 @@ def run_paper(
             speed=speed,
             duration_s=duration_s,
             stop=stop,
-            on_ready=on_ready,
+            on_ready=ready,
         )
     finally:
         emulator.stop()

@@ -146,6 +146,7 @@ class System:
     feed: MarketDataFeed | None
     store: PositionStore
     latencies: list[float]
+    venue_url: str = ""  # the emulator's URL in paper mode
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)

@@ -1,0 +1,123 @@
+"""The whole system in paper mode against the emulator child process.
+
+While it trades at high speed, the emulator's own state is sampled: every position there must be
+covered by reduce-only stops, except inside the fill -> stop window. Meanwhile every actor type is
+made to crash once (an exception inside a handler); the supervisor must restart it and trading
+must carry on without losing a position or an order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from actors.core import ALLOCATOR, EXECUTION, PROTECTION, RISK, analyzer
+from actors.modes import run_paper
+from actors.runtime import Call, System
+from adapters.settings import load_settings
+from domain.position_table import TERMINAL
+from persistence.store import PositionStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEED = 120.0
+RUN_S = 40.0
+FILL_TO_STOP_WINDOW_S = 2.0
+
+
+def _state(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/_sim/state", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def naked_symbols(state: dict[str, Any]) -> set[str]:
+    """Symbols whose position is not covered by reduce-only stops on its exit side."""
+    naked = set()
+    for account in state["accounts"]:
+        for pos in account["positions"]:
+            qty = Decimal(pos["qty"])
+            exit_side = "sell" if qty > 0 else "buy"
+            cover = sum(
+                Decimal(o["qty"]) - Decimal(o["filled"])
+                for o in account["open_orders"]
+                if o["symbol"] == pos["symbol"]
+                and o["kind"] == "stp"
+                and o["reduce_only"]
+                and o["side"] == exit_side
+            )
+            if cover < abs(qty):
+                naked.add(pos["symbol"])
+    return naked
+
+
+def _crash(core: object) -> None:
+    raise RuntimeError("injected crash inside a handler")
+
+
+def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> None:
+    env = {"BASTION_DATA_DIR": str(tmp_path / "data"), "BASTION_LOG_DIR": str(tmp_path / "logs")}
+    settings = load_settings(ROOT / "config.paper.yaml", env)
+    ready = threading.Event()
+    stop = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def on_ready(system: System) -> None:
+        holder["system"] = system
+        ready.set()
+
+    def run() -> None:
+        holder["code"] = run_paper(
+            settings, speed=SPEED, duration_s=None, stop=stop, on_ready=on_ready
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(120), "the paper system did not become ready"
+    system: System = holder["system"]
+    victims = [EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")]
+    naked_since: dict[str, float] = {}
+    violations: list[tuple[str, float]] = []
+    samples = 0
+    started = time.monotonic()
+    crashed_at = started + 10
+    try:
+        while time.monotonic() - started < RUN_S:
+            now = time.monotonic()
+            if victims and now >= crashed_at:
+                system.directory.tell(victims.pop(0), Call(_crash))
+                crashed_at = now + 3
+            naked = naked_symbols(_state(system.venue_url))
+            samples += 1
+            for symbol in naked:
+                since = naked_since.setdefault(symbol, now)
+                if now - since > FILL_TO_STOP_WINDOW_S:
+                    violations.append((symbol, now - since))
+            for symbol in set(naked_since) - naked:
+                del naked_since[symbol]
+            time.sleep(0.25)
+        restarts = system.supervisor.restarts()
+        final_naked = naked_symbols(_state(system.venue_url))
+    finally:
+        stop.set()
+        thread.join(60)
+    assert holder.get("code") == 0
+    assert samples > 100
+    assert violations == [], f"positions naked beyond the fill->stop window: {violations[:5]}"
+    assert final_naked == set()
+    for name in (EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")):
+        assert restarts[name] >= 1, f"{name} was not restarted: {restarts}"
+    with PositionStore.open(tmp_path / "data" / "paper" / "positions.db", readonly=True) as store:
+        states = store.states()
+        assert sum(1 for s in states.values() if s in TERMINAL) >= 1, states
+        for pos in store.load_active():  # anything left open at shutdown rests protected
+            assert pos.current.value in ("protected", "pending"), pos
+            pos.discard()
+        transitions = store.transitions()
+    opened = {t["position_id"] for t in transitions if t["trigger"] == "opened"}
+    closed = {t["position_id"] for t in transitions if t["dest"] == "closed"}
+    assert len(opened) >= 2
+    assert closed
