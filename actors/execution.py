@@ -18,6 +18,7 @@ directly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -93,6 +94,7 @@ class ExecutionCore:
         *,
         params: ExecutionParams | None = None,
         on_latency: Callable[[float], None] | None = None,
+        monotonic: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.port = port
         self.store = store
@@ -103,9 +105,10 @@ class ExecutionCore:
         self._targets: dict[str, tuple[tuple[Decimal, Decimal], ...]] = {}
         self._expiry: dict[str, int] = {}
         self._stop_retry: dict[str, _StopRetry] = {}
-        self._exposed_at: dict[str, int] = {}
+        self._exposed_at: dict[str, float] = {}
         self._last_stop: dict[str, Decimal] = {}  # price of a stop the venue dropped
-        self._on_latency = on_latency
+        self._on_latency = on_latency  # seconds from a fill exposing a position to its stop ack
+        self._monotonic = monotonic
         statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
         self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
         self._out: Outbox = []
@@ -207,7 +210,7 @@ class ExecutionCore:
                 self._stop_retry.pop(pos.id, None)
                 exposed_at = self._exposed_at.pop(pos.id, None)
                 if exposed_at is not None and self._on_latency is not None:
-                    self._on_latency((now - exposed_at) / 1000)
+                    self._on_latency(self._monotonic() - exposed_at)
                 replaced = change.detail.get("replaces")
                 if replaced:
                     self._cancel(pos.symbol, replaced, now, urgent=True)
@@ -259,8 +262,13 @@ class ExecutionCore:
             self._accepted(pos, order, found, now)
 
     def _cancel(self, symbol: str, client_id: str, now: int, *, urgent: bool = False) -> bool:
+        """Cancel by the journaled exchange id when there is one (no look-up round trips)."""
+        exchange_id = self.store.exchange_id(client_id)
         try:
-            cancelled = self.port.cancel_order(symbol, client_id=client_id, urgent=urgent)
+            if exchange_id is not None:
+                cancelled = self.port.cancel_order(symbol, exchange_id=exchange_id, urgent=urgent)
+            else:
+                cancelled = self.port.cancel_order(symbol, client_id=client_id, urgent=urgent)
         except (Temporary, AmbiguousOutcome, Rejected) as err:
             log.warning("cancel_failed", client_id=client_id, error=str(err))
             return False
@@ -295,10 +303,11 @@ class ExecutionCore:
                     "fill_for_unknown_position", fill_id=fill.fill_id, client_id=fill.client_id
                 )
             return
-        was_exposed = pos.remaining > 0
+        if pos.remaining == 0 and parsed[1] is OrderRole.ENTRY:
+            self._exposed_at[pos.id] = self._monotonic()  # the stop follows inside _apply
         change = self._apply(pos, lambda: pos.apply_fill(fill, parsed[1], at=now), now)
-        if change is not None and not was_exposed and pos.remaining > 0:
-            self._exposed_at[pos.id] = now
+        if change is None or pos.remaining == 0:
+            self._exposed_at.pop(pos.id, None)
 
     # ------------------------------------------------------------------ reacting
 

@@ -406,6 +406,13 @@ class PositionStore:
         ).fetchone()
         return None if row is None else OrderStatus(row[0])
 
+    def exchange_id(self, client_id: str) -> str | None:
+        """The venue's id of a journaled order, once an acknowledgement carried it."""
+        row = self._conn.execute(
+            "SELECT exchange_id FROM orders WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def fill_ids(self, position_id: str) -> set[str]:
         rows = self._conn.execute(
             "SELECT fill_id FROM fills WHERE position_id = ?", (position_id,)

@@ -161,7 +161,17 @@ class CcxtExchange:
                 if inst is not None
             }
             log.info("instruments_loaded", exchange=self._id, count=len(self._instruments))
+            self._warm_urgent_lane(next(iter(self._instruments), None))
         return self._instruments
+
+    def _warm_urgent_lane(self, symbol: str | None) -> None:
+        """Open the urgent lane's connection now, so the first stop never pays for it."""
+        if symbol is None:
+            return
+        try:
+            self._call("tickers", lambda c: c.fetch_ticker(symbol), urgent=True, write=False)
+        except Temporary as err:
+            log.debug("urgent_lane_warmup_failed", error=str(err))
 
     def venue_ids(self) -> dict[str, str]:
         """Unified symbol -> the venue's own id (``BTC/USD:USD`` -> ``PF_XBTUSD``), for feeds."""

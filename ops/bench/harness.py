@@ -92,6 +92,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("sim", "ops.bench.sim:run", "simulated exchange: engine candles/orders, ccxt REST"),
     BenchSpec("analyze", "ops.bench.analyze:run", "SMC analysis per symbol and one auction"),
     BenchSpec("adapter", "ops.bench.adapter:run", "exchange port via ccxt over loopback; feed"),
+    BenchSpec("protection", "ops.bench.protection:run", "fill seen -> stop acked at the emulator"),
 )
 
 

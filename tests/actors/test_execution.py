@@ -219,3 +219,15 @@ def test_restart_resolves_an_order_written_but_never_sent(
     assert store.order_status(change.orders[0].client_id) is OrderStatus.REJECTED
     assert reloaded.current is State.PROTECTED
     assert len(venue_stops(venue)) == 1
+
+
+def test_protection_latency_is_measured_from_fill_to_stop_ack(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    ticks = iter([10.0, 10.25])  # fill applied, then stop acked
+    latencies: list[float] = []
+    ex = ExecutionCore(
+        venue.port, store, on_latency=latencies.append, monotonic=lambda: next(ticks)
+    )
+    ex.handle(intent(), venue.now_ms())
+    assert latencies == [0.25]
