@@ -93,6 +93,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("analyze", "ops.bench.analyze:run", "SMC analysis per symbol and one auction"),
     BenchSpec("adapter", "ops.bench.adapter:run", "exchange port via ccxt over loopback; feed"),
     BenchSpec("protection", "ops.bench.protection:run", "fill seen -> stop acked at the emulator"),
+    BenchSpec("pipeline", "ops.bench.pipeline:run", "candle close -> entry acked, many symbols"),
 )
 
 
