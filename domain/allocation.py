@@ -24,7 +24,6 @@ exit_cost`` (``pnl_r`` is its open PnL in units of its initial risk). Decisions:
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any
 
 from domain.errors import DomainError
 from domain.models import PositionSide, Signal
+from domain.params import params_from_mapping
 
 
 class AllocationConfigError(DomainError):
@@ -78,11 +78,7 @@ class AllocatorParams:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> AllocatorParams:
         """From a config mapping (``settings.allocator.model_dump()``); unknown keys refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise AllocationConfigError(f"unknown allocator parameters {unknown}")
-        return cls(**values)
+        return params_from_mapping(cls, values, AllocationConfigError, "allocator")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
+from domain.errors import PrecisionError
 from domain.models import (
     AccountState,
     Candle,
@@ -36,17 +37,7 @@ from domain.models import (
     PositionSnapshot,
 )
 from domain.position_data import parse_client_order_id
-
-TIMEFRAME_MS: Mapping[str, int] = {
-    "1m": 60_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "4h": 14_400_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-}
+from domain.precision import is_multiple
 
 
 @runtime_checkable
@@ -138,3 +129,33 @@ def order_origin(
     if order_type is OrderType.TAKE_PROFIT:
         return OrderRole.TAKE_PROFIT, None
     return (OrderRole.EXIT if reduce_only else OrderRole.ENTRY), None
+
+
+def check_order_grid(order: Order, instrument: Instrument) -> None:
+    """Refuse, before anything is sent, an order that is not on the instrument's grid.
+
+    The quantity must be a lot multiple of at least the minimum size; the prices that are sent
+    (a limit's price, a trigger order's trigger price) must be positive tick multiples.
+    """
+    qty = order.qty
+    if qty < instrument.min_size or not is_multiple(qty, instrument.lot_size):
+        raise PrecisionError(
+            f"{order.client_id}: quantity {qty} is not a multiple of the lot "
+            f"{instrument.lot_size} of at least {instrument.min_size}"
+        )
+    if order.type is OrderType.LIMIT and order.price is None:
+        raise PrecisionError(f"{order.client_id}: a limit order needs a price")
+    if order.type in (OrderType.STOP, OrderType.TAKE_PROFIT) and order.trigger_price is None:
+        raise PrecisionError(f"{order.client_id}: a trigger order needs a trigger price")
+    sent = {
+        "price": None if order.type is OrderType.MARKET else order.price,
+        "trigger price": order.trigger_price
+        if order.type in (OrderType.STOP, OrderType.TAKE_PROFIT)
+        else None,
+    }
+    for label, price in sent.items():
+        if price is not None and (price <= 0 or not is_multiple(price, instrument.tick_size)):
+            raise PrecisionError(
+                f"{order.client_id}: {label} {price} is not a positive multiple of the tick "
+                f"{instrument.tick_size}"
+            )

@@ -45,8 +45,8 @@ from domain.models import (
     OrderType,
     PositionSnapshot,
 )
-from domain.ports import TIMEFRAME_MS, order_origin
-from domain.precision import is_multiple
+from domain.ports import check_order_grid, order_origin
+from domain.timeframes import TIMEFRAME_MS
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -223,7 +223,7 @@ class CcxtExchange:
 
     def place_order(self, order: Order) -> Order:
         inst = self._instrument(order.symbol)
-        _check_grid(order, inst)
+        check_order_grid(order, inst)
         params: dict[str, Any] = {"clientOrderId": order.client_id}
         if order.reduce_only:
             params["reduceOnly"] = True
@@ -373,24 +373,6 @@ def _missing_ok(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]
         return fn(*args)
     except ccxt.OrderNotFound:
         return None
-
-
-def _check_grid(order: Order, inst: Instrument) -> None:
-    """Refuse, before sending, anything not on the instrument's grid."""
-    if not is_multiple(order.qty, inst.lot_size) or order.qty < inst.min_size:
-        raise PrecisionError(
-            f"{order.client_id}: quantity {order.qty} is not a multiple of {inst.lot_size} "
-            f"at least {inst.min_size}"
-        )
-    for label, value in (("price", order.price), ("trigger price", order.trigger_price)):
-        if value is not None and not is_multiple(value, inst.tick_size):
-            raise PrecisionError(
-                f"{order.client_id}: {label} {value} is not on the tick {inst.tick_size}"
-            )
-    if order.type is OrderType.LIMIT and order.price is None:
-        raise PrecisionError(f"{order.client_id}: a limit order needs a price")
-    if order.type in (OrderType.STOP, OrderType.TAKE_PROFIT) and order.trigger_price is None:
-        raise PrecisionError(f"{order.client_id}: a trigger order needs a trigger price")
 
 
 __all__ = ["CcxtExchange", "RateLimited", "point_urls_at"]

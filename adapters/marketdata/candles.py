@@ -34,12 +34,12 @@ from dataclasses import dataclass, replace
 
 from adapters.marketdata.events import CandleClosed, CandleSource
 from adapters.marketdata.timeframes import (
-    MINUTE_MS,
     floor_time,
     normalise_timeframes,
     timeframe_ms,
 )
 from domain.models import Candle
+from domain.timeframes import MINUTE_MS
 
 
 class _OpenMinute:

@@ -31,8 +31,9 @@ import structlog
 from adapters.marketdata.candles import CandleBuilder
 from adapters.marketdata.events import CandleClosed, FeedEvent, FeedFresh, FeedStale, MarkPrice
 from adapters.marketdata.staleness import StalenessTracker
-from adapters.marketdata.timeframes import MINUTE_MS, floor_time, normalise_timeframes
+from adapters.marketdata.timeframes import floor_time, normalise_timeframes
 from domain.models import Candle
+from domain.timeframes import MINUTE_MS
 
 log = structlog.get_logger(__name__)
 

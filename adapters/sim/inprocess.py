@@ -50,7 +50,7 @@ from adapters.sim.inprocess_mapping import (
     to_order,
 )
 from adapters.sim.models import SendResult, SimOrder, Status
-from domain.errors import AmbiguousOutcome, Fatal, PrecisionError, Rejected, Temporary
+from domain.errors import AmbiguousOutcome, Fatal, Rejected, Temporary
 from domain.models import (
     AccountState,
     Candle,
@@ -60,8 +60,8 @@ from domain.models import (
     OrderType,
     PositionSnapshot,
 )
-from domain.ports import TIMEFRAME_MS
-from domain.precision import is_multiple
+from domain.ports import check_order_grid
+from domain.timeframes import TIMEFRAME_MS
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -179,7 +179,7 @@ class InProcessExchange:
     # ------------------------------------------------------------------ writes
     def place_order(self, order: Order) -> Order:
         venue = self._venue_symbol(order.symbol)
-        self._check_grid(order)
+        check_order_grid(order, self._instruments[order.symbol])
         kind = SEND_KINDS[order.type]
         with self.lock:
             self._require_account()
@@ -275,25 +275,6 @@ class InProcessExchange:
 
     def _order(self, order: SimOrder) -> Order:
         return to_order(order, self._unified[order.symbol])
-
-    def _check_grid(self, order: Order) -> None:
-        inst = self._instruments[order.symbol]
-        qty = order.qty
-        if qty < inst.min_size or not is_multiple(qty, inst.lot_size):
-            raise PrecisionError(
-                f"{order.symbol}: quantity {qty} is not a multiple of the lot {inst.lot_size} "
-                f"of at least {inst.min_size}"
-            )
-        prices = {
-            "price": None if order.type is OrderType.MARKET else order.price,
-            "trigger_price": order.trigger_price if order.type in _TRIGGER_TYPES else None,
-        }
-        for field, price in prices.items():
-            if price is not None and (price <= 0 or not is_multiple(price, inst.tick_size)):
-                raise PrecisionError(
-                    f"{order.symbol}: {field} {price} is not a positive multiple of the tick "
-                    f"{inst.tick_size}"
-                )
 
     def _sent(self, order: Order, result: SendResult) -> Order:
         if result.accepted and result.order is not None:

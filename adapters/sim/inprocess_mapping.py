@@ -22,7 +22,8 @@ from decimal import Decimal
 
 from adapters.sim.models import Bar, OrderKind, OrderState, SimFill, SimOrder
 from domain.models import Candle, Fill, Order, OrderStatus, OrderType
-from domain.ports import TIMEFRAME_MS, order_origin
+from domain.ports import order_origin
+from domain.timeframes import TIMEFRAME_MS
 
 SEND_KINDS: dict[OrderType, OrderKind] = {
     OrderType.MARKET: OrderKind.MARKET,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import DomainError
+from domain.params import params_from_mapping
 
 
 class RiskConfigError(DomainError):
@@ -89,8 +89,4 @@ class RiskParams:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RiskParams:
         """From a config mapping (``settings.risk.model_dump()``); unknown keys refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RiskConfigError(f"unknown risk parameters {unknown}")
-        return cls(**values)
+        return params_from_mapping(cls, values, RiskConfigError, "risk")

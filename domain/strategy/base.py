@@ -25,23 +25,11 @@ import numpy.typing as npt
 
 from domain.errors import DomainError
 from domain.models import Candle, Instrument, Signal
+from domain.timeframes import TIMEFRAME_MS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
-
-MINUTE_MS = 60_000
-# Timeframe name -> length in ms. Mirrors the timeframes the configuration accepts.
-TIMEFRAME_MS: dict[str, int] = {
-    "1m": MINUTE_MS,
-    "5m": 5 * MINUTE_MS,
-    "15m": 15 * MINUTE_MS,
-    "30m": 30 * MINUTE_MS,
-    "1h": 60 * MINUTE_MS,
-    "4h": 240 * MINUTE_MS,
-    "12h": 720 * MINUTE_MS,
-    "1d": 1440 * MINUTE_MS,
-}
 
 
 class StrategyError(DomainError):

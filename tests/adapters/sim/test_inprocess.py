@@ -181,6 +181,7 @@ def test_open_orders_carry_roles_from_client_ids_or_types(rig: Rig) -> None:
         order(qty="0"),  # below the minimum
         order(type_=OrderType.LIMIT, price="49999.5"),  # off the tick
         order(type_=OrderType.LIMIT, price="-1"),
+        order(type_=OrderType.LIMIT),  # a limit order with no price
         stop(trigger="45000.5"),
     ],
 )
@@ -207,7 +208,6 @@ def test_unsent_prices_are_not_checked(rig: Rig) -> None:
             lambda: order(side=Side.SELL, reduce_only=True, role=OrderRole.EXIT),
             "wouldNotReducePosition",
         ),
-        (lambda: order(type_=OrderType.LIMIT), "invalidPrice"),  # no limit price
     ],
 )
 def test_engine_rejections_become_rejected_with_the_venue_status(
