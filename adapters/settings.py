@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from domain.timeframes import MINUTE_MS, TIMEFRAME_MS
+
 if TYPE_CHECKING:
     from adapters.settings_loader import ConfigError, format_config_error, load_settings
 
@@ -47,16 +49,7 @@ ENV_PREFIX = "BASTION_"
 ENV_NESTED_DELIMITER = "__"
 
 # Timeframe name -> length in minutes. The only timeframes the strategy layer understands.
-TIMEFRAME_MINUTES: dict[str, int] = {
-    "1m": 1,
-    "5m": 5,
-    "15m": 15,
-    "30m": 30,
-    "1h": 60,
-    "4h": 240,
-    "12h": 720,
-    "1d": 1440,
-}
+TIMEFRAME_MINUTES: dict[str, int] = {tf: ms // MINUTE_MS for tf, ms in TIMEFRAME_MS.items()}
 
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTC/USD:USD", "ETH/USD:USD", "SOL/USD:USD")
 
