@@ -9,6 +9,7 @@ order stays at the exchange, exit 0.
 
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 import time
@@ -137,6 +138,8 @@ def serve(
     beats.stop()
     health.stop()
     system.stop()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    log.info("system_exited", mode=mode, peak_rss_mb=round(peak_mb, 1))
     return 0
 
 
