@@ -124,7 +124,7 @@ def ws_drop(server: SimServer, data: dict[str, Any]) -> Any:
 
 
 def save(server: SimServer, data: dict[str, Any]) -> Any:
-    server.venue.save(bars=True)
+    server.venue.save(snapshot=True)
     return {"ok": True}
 
 

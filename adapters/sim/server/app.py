@@ -74,7 +74,7 @@ class SimServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
-        self.venue.save(bars=True)
+        self.venue.close()
         log.info("sim_server_stopped", port=self.port)
 
     # ------------------------------------------------------------------ background
@@ -86,8 +86,7 @@ class SimServer:
     async def _save_loop(self) -> None:
         while True:
             await asyncio.sleep(SAVE_INTERVAL_S)
-            if self.venue.dirty or self.venue.config.speed > 0:
-                self.venue.save()
+            self.venue.flush()
 
     async def _feed_loop(self) -> None:
         last_ticker = last_heartbeat = time.monotonic()

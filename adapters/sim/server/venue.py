@@ -1,8 +1,9 @@
 """The emulator's application state: engine, keys, clock, faults, persistence, feed hook.
 
 Everything here runs on the server's event-loop thread, one request at a time between awaits, so
-the engine needs no lock. Whoever changes the engine calls :meth:`Venue.changed`, which saves
-the state (see :mod:`adapters.sim.server.state` for when) and wakes the WebSocket publisher.
+the engine needs no lock. Whoever changes the engine calls :meth:`Venue.changed`, which persists
+the change (a journal entry, or now and then a snapshot: :mod:`adapters.sim.server.state`) and
+wakes the WebSocket publisher.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import structlog
 
 from adapters.sim.config import EngineConfig
-from adapters.sim.engine import SimEngine
 from adapters.sim.marketdata import DEFAULT_START_MS
 from adapters.sim.server.auth import (
     PAPER_API_KEY,
@@ -26,12 +26,14 @@ from adapters.sim.server.auth import (
     account_id_for,
 )
 from adapters.sim.server.faults import FaultBook
+from adapters.sim.server.journal import JournaledEngine
 from adapters.sim.server.market import MINUTE_MS, MarketDriver
 from adapters.sim.server.state import StateStore
 
 log = structlog.get_logger(__name__)
 
-BARS_SAVE_INTERVAL_S = 30.0
+SNAPSHOT_INTERVAL_S = 30.0
+SNAPSHOT_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +61,25 @@ class Venue:
         self.faults = FaultBook()
         self.on_change: Callable[[], None] | None = None
         saved = self.store.load() if self.store is not None else None
+        self._journal_seq = 0
         if saved is not None:
-            self.engine = SimEngine.from_state(saved["engine"])
+            self.engine = JournaledEngine.from_state(saved.state["engine"])
+            latest = saved.state
+            for entry in saved.entries:
+                self.engine.apply_delta(entry["engine"])
+                latest = entry
+            self._journal_seq = saved.journal_seq
             self.driver = MarketDriver(
                 self.engine,
                 seed=self.engine.seed,
                 start_ms=0,
                 data_file=config.data_file,
-                state=saved["market"],
+                state=latest["market"],
             )
-            for item in saved["keys"]:
+            for item in latest["keys"]:
                 self.auth.add(item["api_key"], item["secret"], item["account_id"])
         else:
-            self.engine = SimEngine(
+            self.engine = JournaledEngine(
                 config=EngineConfig(max_events=20_000), seed=config.seed, start_ts=0
             )
             start = config.start_ms
@@ -86,8 +94,9 @@ class Venue:
         if config.api_key not in self.auth.keys:
             self.create_account(config.api_key, config.api_secret, config.balance)
         self._saved_seq = -1
-        self._last_bars_save = 0.0
-        self.save(bars=True)
+        self._last_snapshot = 0.0
+        self._entries_since_snapshot = 0
+        self.save(snapshot=True)  # also drops a torn journal tail left by a crash
         self._anchor_wall = time.monotonic()
         self._anchor_sim = self.driver.clock_ms
 
@@ -145,31 +154,55 @@ class Venue:
     def dirty(self) -> bool:
         return self.engine.last_event_seq != self._saved_seq
 
-    def save(self, bars: bool = False) -> None:
+    def flush(self) -> None:
+        """Background save (every second): a snapshot when the journal is older than
+        ``SNAPSHOT_INTERVAL_S``, else pending changes (candles at ``speed > 0``) as an entry.
+        Periodic snapshots run here so that requests only ever pay for a journal entry."""
         if self.store is None:
             return
-        bars = bars or time.monotonic() - self._last_bars_save >= BARS_SAVE_INTERVAL_S
+        age = time.monotonic() - self._last_snapshot
+        if self._entries_since_snapshot and age >= SNAPSHOT_INTERVAL_S:
+            self.save(snapshot=True)
+        elif self.dirty or self.config.speed > 0:
+            self.save()
+
+    def save(self, snapshot: bool = False) -> None:
+        """Persist every change so far: a journal entry, or a snapshot when ``snapshot`` is set
+        or ``SNAPSHOT_MAX_ENTRIES`` entries piled up (bounds the replay at start)."""
+        if self.store is None:
+            return
         engine = self.engine
-        if bars:
-            state = engine.to_state()
-            self._last_bars_save = time.monotonic()
+        if snapshot or self._entries_since_snapshot >= SNAPSHOT_MAX_ENTRIES:
+            self.store.save(engine.to_state(), self._extra(), self._journal_seq)
+            self._last_snapshot = time.monotonic()
+            self._entries_since_snapshot = 0
         else:
-            # The bars are the bulk of the state; skip rendering them when they are not written.
-            kept = engine._bars
-            engine._bars = {s: [] for s in kept}
+            entry = {"seq": self._journal_seq + 1, "engine": engine.delta(), **self._extra()}
             try:
-                state = engine.to_state()
-            finally:
-                engine._bars = kept
-        extra = {
+                self.store.append(entry)
+            except BaseException:
+                # The line may be half written: only a snapshot (which truncates) is safe next.
+                self._entries_since_snapshot = SNAPSHOT_MAX_ENTRIES
+                raise
+            self._journal_seq += 1
+            self._entries_since_snapshot += 1
+        engine.mark_journaled()
+        self._saved_seq = engine.last_event_seq
+
+    def close(self) -> None:
+        """Final snapshot; the journal is left empty."""
+        self.save(snapshot=True)
+        if self.store is not None:
+            self.store.close()
+
+    def _extra(self) -> dict[str, Any]:
+        return {
             "keys": [
                 {"api_key": k.api_key, "secret": k.secret, "account_id": k.account_id}
                 for k in self.auth.keys.values()
             ],
             "market": self.driver.to_state(),
         }
-        self.store.save(state, extra, bars=bars)
-        self._saved_seq = engine.last_event_seq
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /_sim/state`` shows."""

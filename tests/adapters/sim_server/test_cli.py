@@ -82,3 +82,26 @@ def test_sigterm_saves_and_sigkill_keeps_acked_orders(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
+
+
+def test_sigkill_after_many_acked_orders_keeps_them_all(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc, ex = spawn(state)
+    try:
+        placed = [ex.create_order("ETH/USD:USD", "limit", "buy", 1, 500 + i) for i in range(30)]
+        ex.cancel_order(placed[0]["id"], "ETH/USD:USD")
+        filled = ex.create_order("BTC/USD:USD", "market", "buy", 0.01)
+    finally:
+        proc.kill()  # SIGKILL right after the last acknowledgement
+        proc.wait(10)
+    assert (state / "journal.jsonl").stat().st_size > 0
+
+    proc, ex = spawn(state)
+    try:
+        assert sorted(o["id"] for o in ex.fetch_open_orders()) == sorted(
+            o["id"] for o in placed[1:]
+        )
+        assert [t["order"] for t in ex.fetch_my_trades("BTC/USD:USD")] == [filled["id"]]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0

@@ -57,3 +57,27 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert played == 2
     finally:
         second.stop()
+
+
+def test_clean_restart_shows_the_identical_state(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = launch(state)
+    try:
+        ex = client(first)
+        ex.load_markets()
+        for i in range(20):
+            order = ex.create_order(ETH, "limit", "buy", 1, 1_000 + i)
+            if i % 3 == 0:
+                ex.cancel_order(order["id"], ETH)
+        ex.create_order(BTC, "market", "buy", 0.02)
+        admin(first, "advance", {"minutes": 2})
+        ex.create_order(BTC, "market", "sell", 0.01)
+        before = admin(first, "state")
+    finally:
+        first.stop()
+
+    second = launch(state)
+    try:
+        assert admin(second, "state") == before
+    finally:
+        second.stop()
