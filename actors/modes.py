@@ -121,6 +121,7 @@ def serve(
         metrics=view.render,
     )
     bound = health.start()
+    system.health_url = f"http://{settings.health.host}:{bound}"
     watchdog = systemd.Watchdog(healthy=system.supervisor.healthy)
     watchdog.start()
     view.metrics.ready.set(1)

@@ -147,6 +147,7 @@ class System:
     store: PositionStore
     latencies: list[float]
     venue_url: str = ""  # the emulator's URL in paper mode
+    health_url: str = ""  # /healthz and /metrics, once serving
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)

@@ -54,6 +54,19 @@ def naked_symbols(state: dict[str, Any]) -> set[str]:
     return naked
 
 
+def _healthy_within(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:  # 503 until every actor answered and every symbol is fresh
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def _crash(core: object) -> None:
     raise RuntimeError("injected crash inside a handler")
 
@@ -78,6 +91,9 @@ def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> No
     thread.start()
     assert ready.wait(120), "the paper system did not become ready"
     system: System = holder["system"]
+    assert _healthy_within(system.health_url, 30), "/healthz never answered 200"
+    with urllib.request.urlopen(f"{system.health_url}/metrics", timeout=5) as response:
+        assert b"bastion_positions" in response.read()
     victims = [EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")]
     naked_since: dict[str, float] = {}
     violations: list[tuple[str, float]] = []
