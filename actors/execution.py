@@ -107,7 +107,8 @@ class ExecutionCore:
         self._stop_retry: dict[str, _StopRetry] = {}
         self._exposed_at: dict[str, float] = {}
         self._last_stop: dict[str, Decimal] = {}  # price of a stop the venue dropped
-        self._on_latency = on_latency  # seconds from a fill exposing a position to its stop ack
+        # seconds from applying a fill that exposes a position to the venue acknowledging its stop
+        self._on_latency = on_latency
         self._monotonic = monotonic
         statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
         self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
@@ -201,6 +202,7 @@ class ExecutionCore:
 
     def _accepted(self, pos: Position, order: Order, placed: Order, now: int) -> None:
         if order.role is OrderRole.STOP:
+            acked_at = self._monotonic()  # the venue's acknowledgement, before we record it
             change = self._apply(
                 pos,
                 lambda: pos.on_stop_acked(order.client_id, at=now, exchange_id=placed.exchange_id),
@@ -210,7 +212,7 @@ class ExecutionCore:
                 self._stop_retry.pop(pos.id, None)
                 exposed_at = self._exposed_at.pop(pos.id, None)
                 if exposed_at is not None and self._on_latency is not None:
-                    self._on_latency(self._monotonic() - exposed_at)
+                    self._on_latency(acked_at - exposed_at)
                 replaced = change.detail.get("replaces")
                 if replaced:
                     self._cancel(pos.symbol, replaced, now, urgent=True)

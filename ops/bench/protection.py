@@ -3,10 +3,11 @@
 The real execution core, store (WAL, FULL) and ccxt adapter against the loopback emulator:
 each round opens a small market long (the fill is polled and applied, the stop is written ahead,
 sent and acknowledged), then closes it. The latency is taken inside execution from the moment
-the exposing fill is applied to the moment the stop's acknowledgement is committed, so it
-includes both journal commits and one venue round trip. Measured with the emulator's latency at
-0 and with 20 ms injected on every request; ``sendorder_round_trip_p50_ms`` is the plain
-round trip of an order write for comparison (the target is p99 < 1 round trip + 10 ms).
+the exposing fill is applied to the moment the venue acknowledges the stop: the fill's commit,
+the stop's write-ahead commit (both WAL, synchronous=FULL) and one venue round trip. Measured
+with the emulator's latency at 0 and with 20 ms injected on every request;
+``sendorder_round_trip_p50_ms`` is the plain round trip of an order write for comparison (the
+target is p99 < 1 round trip + 10 ms).
 """
 
 from __future__ import annotations
