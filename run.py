@@ -89,15 +89,22 @@ def cmd_live(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
+    store = modes.open_store(settings, "live")
     port = exchange_from_settings(settings.exchange)
-    account = port.account()
+    try:
+        account = port.account()
+    except BaseException:
+        store.close()
+        raise
     where = "SANDBOX" if settings.exchange.sandbox else "LIVE"
     print(
         f"Bastion {where} trading on {settings.exchange.id}: equity {account.equity} "
         f"{account.currency}, {len(settings.universe.symbols)} symbols",
         flush=True,
     )
-    return modes.serve(settings, mode="live", port=port, ws_url=modes.live_ws_url(settings))
+    return modes.serve(
+        settings, mode="live", store=store, port=port, ws_url=modes.live_ws_url(settings)
+    )
 
 
 def store_path(settings: Settings, mode: str) -> Path:

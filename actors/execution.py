@@ -35,6 +35,7 @@ from actors.messages import (
     PlaceIntent,
     PositionChanged,
     PositionView,
+    StopEntries,
     Tick,
     TradeClosed,
 )
@@ -75,6 +76,9 @@ class ExecutionParams:
     stop_retry_initial_ms: int = 500
     stop_retry_max_ms: int = 10_000
     max_stop_attempts: int = 5
+    max_exit_attempts: int = 3  # then the position is quarantined for an operator
+    ambiguous_grace_s: float = 5.0  # an unclear order not found at the venue is only
+    # counted as refused after this long (it may not be visible yet)
     adopted_stop_distance_frac: Decimal = Decimal("0.02")
 
 
@@ -107,6 +111,10 @@ class ExecutionCore:
         self._stop_retry: dict[str, _StopRetry] = {}
         self._exposed_at: dict[str, float] = {}
         self._last_stop: dict[str, Decimal] = {}  # price of a stop the venue dropped
+        self._exit_retry: dict[str, _StopRetry] = {}
+        self._entry_end_pending: dict[str, tuple[Decimal, str]] = {}  # cancelled, fills awaited
+        self._unknown_since: dict[str, float] = {}
+        self.accepting = True  # False once shutdown began: no new entries
         # seconds from applying a fill that exposes a position to the venue acknowledging its stop
         self._on_latency = on_latency
         self._monotonic = monotonic
@@ -137,6 +145,10 @@ class ExecutionCore:
                     self._close(sym, reason, now)
             case KillSwitchChanged(latched=latched, reason=reason):
                 self._kill(latched, reason, now)
+            case StopEntries(reason=reason):
+                self.accepting = False
+                log.info("entries_stopped", reason=reason)
+                self._tick(now)  # a last pass: apply fills, protect what is exposed
             case _:
                 log.warning("message_ignored", actor=self.name, message=type(message).__name__)
         out, self._out = self._out, []
@@ -148,6 +160,9 @@ class ExecutionCore:
     # ------------------------------------------------------------------ opening
 
     def _open(self, intent: OrderIntent, now: int) -> None:
+        if not self.accepting:
+            log.warning("entry_refused", symbol=intent.symbol, reason="shutting_down")
+            return
         if self.kill_latched:
             log.warning("entry_refused", symbol=intent.symbol, reason="kill_switch")
             return
@@ -231,6 +246,7 @@ class ExecutionCore:
             self._stop_failed(pos, now)
             self._apply(pos, lambda: pos.on_stop_rejected(cid, reason, at=now), now)
         elif order.role is OrderRole.EXIT:
+            self._backoff(self._exit_retry, pos, now)
             self._apply(pos, lambda: pos.on_exit_failed(cid, reason, at=now), now)
         else:
             self.store.update_order(OrderUpdate(cid, OrderStatus.REJECTED, reason=reason), at=now)
@@ -254,6 +270,12 @@ class ExecutionCore:
         if not journaled:
             return
         order = journaled[0]
+        if found is None:
+            first = self._unknown_since.setdefault(client_id, self._monotonic())
+            if self._monotonic() - first < self.params.ambiguous_grace_s:
+                self._unresolved.add(client_id)  # maybe not visible yet: ask again next tick
+                return
+        self._unknown_since.pop(client_id, None)
         if found is None or found.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
             if pos.tracks(client_id):
                 self._rejected(pos, order, "not working at the venue after an unclear send", now)
@@ -263,7 +285,9 @@ class ExecutionCore:
         elif pos.tracks(client_id) or order.role is OrderRole.TAKE_PROFIT:
             self._accepted(pos, order, found, now)
 
-    def _cancel(self, symbol: str, client_id: str, now: int, *, urgent: bool = False) -> bool:
+    def _cancel(
+        self, symbol: str, client_id: str, now: int, *, urgent: bool = False
+    ) -> Order | None:
         """Cancel by the journaled exchange id when there is one (no look-up round trips)."""
         exchange_id = self.store.exchange_id(client_id)
         try:
@@ -273,10 +297,10 @@ class ExecutionCore:
                 cancelled = self.port.cancel_order(symbol, client_id=client_id, urgent=urgent)
         except (Temporary, AmbiguousOutcome, Rejected) as err:
             log.warning("cancel_failed", client_id=client_id, error=str(err))
-            return False
+            return None
         if cancelled is not None:
             self.store.update_order(OrderUpdate(client_id, OrderStatus.CANCELLED), at=now)
-        return cancelled is not None
+        return cancelled
 
     # ------------------------------------------------------------------ fills
 
@@ -353,11 +377,12 @@ class ExecutionCore:
             self._stop_retry,
             self._exposed_at,
             self._last_stop,
+            self._exit_retry,
+            self._entry_end_pending,
         ):
             key.pop(pos.id, None)
         for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
-            if order.role is not OrderRole.ENTRY:
-                self._cancel(pos.symbol, order.client_id, now)
+            self._cancel(pos.symbol, order.client_id, now)  # the rest of an entry included
         d = pos.data
         pnl = (d.exit_proceeds - d.entry_cost) * (1 if pos.side is PositionSide.LONG else -1)
         pnl -= d.fees
@@ -422,7 +447,10 @@ class ExecutionCore:
         return inst.stop_price(raw, pos.side)
 
     def _stop_failed(self, pos: Position, now: int) -> None:
-        retry = self._stop_retry.setdefault(pos.id, _StopRetry())
+        self._backoff(self._stop_retry, pos, now)
+
+    def _backoff(self, table: dict[str, _StopRetry], pos: Position, now: int) -> None:
+        retry = table.setdefault(pos.id, _StopRetry())
         retry.failures += 1
         wait = min(
             self.params.stop_retry_max_ms,
@@ -448,25 +476,67 @@ class ExecutionCore:
         pos = self.registry.get(symbol)
         if pos is None:
             return
-        if pos.data.entry_working and self._cancel(symbol, pos.entry_client_id, now):
-            self._apply(
-                pos, lambda: pos.on_entry_cancelled(pos.entry_client_id, reason, at=now), now
-            )
+        self._end_entry(pos, reason, now)
         if pos.is_terminal or pos.remaining <= 0 or pos.data.exit_client_id is not None:
+            return
+        retry = self._exit_retry.get(pos.id)
+        if retry is not None and now < retry.next_at:
+            return  # an exit was just refused: wait, never loop
+        if retry is not None and retry.failures >= self.params.max_exit_attempts:
+            log.error("exit_attempts_exhausted", position_id=pos.id, symbol=symbol)
+            self._apply(pos, lambda: pos.quarantine("exit refused repeatedly", at=now), now)
             return
         change = self._apply(pos, lambda: pos.request_exit(at=now, reason=reason), now)
         if change is not None:
             self._send(pos, change.orders[0], now)
             self._poll_fills(now)
 
+    def _end_entry(self, pos: Position, reason: str, now: int) -> None:
+        """Cancel a working entry; it only counts as ended once its fills are all applied."""
+        if not pos.data.entry_working or pos.id in self._entry_end_pending:
+            return
+        cid = pos.entry_client_id
+        ended = self._cancel(pos.symbol, cid, now)
+        if ended is None:  # not open: filled or cancelled already; the venue says which
+            try:
+                ended = self.port.order_by_client_id(pos.symbol, cid)
+            except (Temporary, AmbiguousOutcome):
+                return
+            if ended is None or ended.status is OrderStatus.ACKED:
+                return
+            if ended.status is OrderStatus.FILLED:
+                self._poll_fills(now)
+                return
+        self._poll_fills(now)  # fills made before the cancel must be in first
+        if ended.filled_qty > pos.data.entry_filled:
+            self._entry_end_pending[pos.id] = (ended.filled_qty, reason)
+            return
+        self._finish_entry(pos, reason, now)
+
+    def _settle_ended_entries(self, now: int) -> None:
+        """Finish entries whose cancellation waited for fills the venue had not shown yet."""
+        for pos in list(self.registry.values()):
+            pending = self._entry_end_pending.get(pos.id)
+            if pending is None or pos.data.entry_filled < pending[0]:
+                continue
+            del self._entry_end_pending[pos.id]
+            if pos.data.entry_working:
+                self._finish_entry(pos, pending[1], now)
+
+    def _finish_entry(self, pos: Position, reason: str, now: int) -> None:
+        cid = pos.entry_client_id
+        self._apply(pos, lambda: pos.on_entry_cancelled(cid, reason, at=now), now)
+
     def _kill(self, latched: bool, reason: str, now: int) -> None:
         self.kill_latched = latched
+        self.store.set_value(
+            "kill_switch", {"latched": latched, "reason": reason, "at": now}, at=now
+        )
+        log.warning("kill_switch_changed", latched=latched, reason=reason)
         if not latched:
             return
         for pos in list(self.registry.values()):
-            if pos.data.entry_working and self._cancel(pos.symbol, pos.entry_client_id, now):
-                cid = pos.entry_client_id
-                self._apply(pos, lambda p=pos, c=cid: p.on_entry_cancelled(c, reason, at=now), now)
+            self._end_entry(pos, reason, now)
             for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
                 if order.role is OrderRole.TAKE_PROFIT:
                     self._cancel(pos.symbol, order.client_id, now)
@@ -480,6 +550,7 @@ class ExecutionCore:
         for client_id in sorted(self._unresolved):
             self._resolve(client_id, now)
         self._poll_fills(now)
+        self._settle_ended_entries(now)
         for pos in list(self.registry.values()):
             expiry = self._expiry.get(pos.id)
             if expiry is not None and now >= expiry and pos.data.entry_working:

@@ -118,6 +118,13 @@ class Flatten:
 
 
 @dataclass(frozen=True, slots=True)
+class StopEntries:
+    """Shutdown has begun: no new entries (the kill-switch latch is left as it is)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class KillSwitchChanged:
     latched: bool
     reason: str
@@ -145,6 +152,7 @@ __all__ = [
     "PositionView",
     "SignalProposed",
     "SnapshotRequest",
+    "StopEntries",
     "Tick",
     "TradeClosed",
 ]

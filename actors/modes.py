@@ -91,10 +91,17 @@ class MetricsView:
         return m.registry.render()
 
 
+def open_store(settings: Settings, mode: str) -> PositionStore:
+    """The mode's position store, opened first: a store that is unsafe stops startup before any
+    connection is made (``StoreError`` -> exit 3)."""
+    return PositionStore.open(settings.data_dir / mode / "positions.db")
+
+
 def serve(
     settings: Settings,
     *,
     mode: str,
+    store: PositionStore,
     port: CcxtExchange,
     ws_url: str | None,
     speed: float = 1.0,
@@ -106,7 +113,6 @@ def serve(
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
     systemd.status(f"starting {mode}")
-    store = PositionStore.open(settings.data_dir / mode / "positions.db")
     venue_ids = port.venue_ids()
     system = build_system(settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed)
     live = system.ask(EXECUTION, lambda core: len(core.registry), timeout_s=30.0)
@@ -165,8 +171,13 @@ def run_paper(
     on_ready: Callable[[System], None] | None = None,
 ) -> int:
     """Start the emulator (state under ``<data_dir>/paper/exchange``) and trade against it."""
+    store = open_store(settings, "paper")
     state = Path(settings.data_dir) / "paper" / "exchange"
-    emulator = EmulatorProcess.start(state, speed=speed)
+    try:
+        emulator = EmulatorProcess.start(state, speed=speed)
+    except BaseException:
+        store.close()
+        raise
     try:
         port = CcxtExchange(
             "krakenfutures",
@@ -183,6 +194,7 @@ def run_paper(
         return serve(
             settings,
             mode="paper",
+            store=store,
             port=port,
             ws_url=emulator.ws_url,
             speed=speed,

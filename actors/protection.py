@@ -84,7 +84,7 @@ class ProtectionCore:
                     self.views[view.symbol] = view
                 return []
             case Tick():
-                if now - self.report.checked_at < self.interval_ms:
+                if 0 <= now - self.report.checked_at < self.interval_ms:
                     return []
                 return self.check(now)
             case _:

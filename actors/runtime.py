@@ -34,6 +34,7 @@ from actors.messages import (
     KillSwitchChanged,
     MarkPrice,
     SnapshotRequest,
+    StopEntries,
     Tick,
 )
 from actors.protection import ProtectionCore
@@ -46,10 +47,12 @@ from domain.models import Candle, Instrument
 from domain.ports import ExchangePort
 from domain.risk import RiskParams
 from domain.strategy import load_strategy
+from domain.timeframes import TIMEFRAME_MS
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
 TICK_TARGETS = (EXECUTION, PROTECTION, ALLOCATOR, RISK)
+WAIT_FOR_VENUE_S = 30.0
 
 
 class VenueClock:
@@ -75,6 +78,11 @@ class VenueClock:
                 self._last = 0  # the wall-clock guess before any observation is discarded
             if not self._observed or venue_ms >= self._anchor_ms:
                 self._anchor_ms, self._anchor_at, self._observed = venue_ms, self._wall(), True
+
+    @property
+    def observed(self) -> bool:
+        """True once a venue timestamp has been seen (before that, ``now`` is wall time)."""
+        return self._observed
 
     def now(self) -> int:
         with self._lock:
@@ -126,7 +134,10 @@ class Ticker(threading.Thread):
         self._stop = threading.Event()
 
     def run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(self._interval_s):
+            if not self._clock.observed and time.monotonic() - started < WAIT_FOR_VENUE_S:
+                continue  # wall time could be far from a simulated venue's: wait for the feed
             tick = Tick(self._clock.now())
             for name in TICK_TARGETS:
                 self._directory.tell(name, tick)
@@ -154,7 +165,7 @@ class System:
 
     def stop(self) -> None:
         """Stop entries first, then the feed and the timer, then the actors; stops stay put."""
-        self.directory.tell(EXECUTION, KillSwitchChanged(False, "shutdown", self.clock.now()))
+        self.directory.tell(EXECUTION, StopEntries("shutdown"))
         if self.feed is not None:
             self.feed.stop()
         self.ticker.stop()
@@ -209,9 +220,9 @@ def build_system(
 
     def escalate(event: Escalated) -> None:
         log.error("supervisor_escalated", child=event.child, reason=event.reason)
-        directory.tell(
-            EXECUTION, KillSwitchChanged(True, f"escalated: {event.reason}", clock.now())
-        )
+        latch = KillSwitchChanged(True, f"escalated: {event.reason}", clock.now())
+        directory.tell(EXECUTION, latch)
+        directory.tell(RISK, latch)
         if on_escalate is not None:
             on_escalate(event)
 
@@ -248,8 +259,8 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
 
     def on_event(event: object) -> None:
         match event:
-            case CandleClosed(symbol=symbol, candle=candle):
-                clock.observe(candle.open_time)
+            case CandleClosed(symbol=symbol, timeframe=timeframe, candle=candle):
+                clock.observe(candle.open_time + TIMEFRAME_MS[timeframe])  # its close time
                 directory.tell(analyzer(symbol), event)
             case MarkPrice(ts=ts):
                 clock.observe(ts)

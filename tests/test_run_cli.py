@@ -75,12 +75,14 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
     assert "key-for-tests" not in result.stdout
 
 
-def test_paper_runs_on_defaults_and_trades_nothing(tmp_path: Path) -> None:
-    result = run("paper", cwd=tmp_path)
+def test_paper_runs_on_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+    result = run("paper", "--duration", "8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Nothing was traded" in result.stdout
+    assert "paper trading against the simulated exchange" in result.stdout
     assert (tmp_path / "data" / "paper" / "positions.db").exists()
-    assert (tmp_path / "logs" / "bastion.jsonl").exists()
+    log = (tmp_path / "logs" / "bastion.jsonl").read_text()
+    for event in ("emulator_started", "system_ready", "system_stopped", "emulator_stopped"):
+        assert f'"{event}"' in log
 
 
 @pytest.mark.parametrize("content", [b"garbage" * 1000, b"SQLite format 3\x00" + b"\x00" * 100])

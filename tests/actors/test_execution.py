@@ -211,10 +211,20 @@ def test_restart_resolves_an_order_written_but_never_sent(
     change = pos.submit_stop(D(49_000), at=venue.now_ms())
     store.commit(pos, change)
     pos.discard()
-    again = core(venue, store)  # a restart: registry and unresolved orders come from the store
+    wall = [0.0]
+    again = ExecutionCore(  # a restart: registry and unresolved orders come from the store
+        venue.port,
+        store,
+        params=ExecutionParams(ambiguous_grace_s=5.0),
+        monotonic=lambda: wall[0],
+    )
     assert change.orders[0].client_id in again._unresolved
-    again.handle(Tick(venue.now_ms()), venue.now_ms())
+    again.handle(Tick(venue.now_ms()), venue.now_ms())  # within the grace: not yet refused
     (reloaded,) = again.registry.values()
+    assert reloaded.data.stop_pending is not None
+    assert len(venue_stops(venue)) == 1  # and nothing was re-sent
+    wall[0] = 10.0
+    again.handle(Tick(venue.now_ms()), venue.now_ms())  # past the grace: settled as refused
     assert reloaded.data.stop_pending is None
     assert store.order_status(change.orders[0].client_id) is OrderStatus.REJECTED
     assert reloaded.current is State.PROTECTED
@@ -231,3 +241,20 @@ def test_protection_latency_is_measured_from_fill_to_stop_ack(
     )
     ex.handle(intent(), venue.now_ms())
     assert latencies == [0.25]
+
+
+def test_a_refused_exit_never_loops_and_ends_in_quarantine(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    ex = core(venue, store)
+    venue.inject(Fault.REJECT_STOP, times=100)
+    now = venue.now_ms()
+    ex.handle(intent(), now)
+    (pos,) = ex.registry.values()
+    venue.inject(Fault.RATE_LIMIT_WRITE, times=100)  # every exit is refused too
+    for step in range(1, 40):
+        ex.handle(Tick(now + step * 5000), now + step * 5000)
+    sent = [o for o in store.orders(position_id=pos.id) if o.role is OrderRole.EXIT]
+    assert 1 <= len(sent) <= 3  # bounded attempts, with back-off between them
+    assert pos.current is State.QUARANTINED
+    assert pos.data.quarantine_reason == "exit refused repeatedly"
