@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -91,13 +90,12 @@ def test_gaps_happen() -> None:
     assert np.abs(np.log(c.open[1:, 0] / c.close[:-1, 0])).max() < 0.0005
 
 
-def test_generation_is_fast() -> None:
-    generator = MarketGenerator(default_instruments(), seed=1)
-    started = time.perf_counter()
-    batch = generator.next_batch(200_000)
-    elapsed = time.perf_counter() - started
+def test_large_batches_stay_on_the_grid() -> None:
+    """A long batch (the generator's speed is measured by ``python -m ops.bench sim``)."""
+    batch = MarketGenerator(default_instruments(), seed=1).next_batch(200_000)
     assert len(batch) == 200_000
-    assert elapsed < 4.0  # about 0.7 s on a laptop for 200k minutes x 9 symbols
+    assert (batch.low > 0).all()
+    assert (batch.low <= batch.high).all()
 
 
 def test_candles_feed_the_engine(big_batch: CandleBatch) -> None:
