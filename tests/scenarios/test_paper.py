@@ -121,7 +121,9 @@ def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> No
         stop.set()
         thread.join(60)
     assert holder.get("code") == 0
-    assert samples > 100
+    # at least one sample a second on average, so no naked stretch longer than the
+    # fill -> stop window can hide between two samples
+    assert samples >= RUN_S
     assert violations == [], f"positions naked beyond the fill->stop window: {violations[:5]}"
     assert final_naked == set()
     for name in (EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")):
