@@ -54,7 +54,6 @@ from domain.models import (
     OrderIntent,
     OrderRole,
     OrderStatus,
-    OrderType,
     OrderUpdate,
     PositionSide,
 )
@@ -194,8 +193,8 @@ class ExecutionCore:
         self._announce(pos)
         log.info("position_opened", position_id=pos.id, symbol=pos.symbol, side=pos.side.value)
         self._send(pos, change.orders[0], now)
-        if pos.entry_type is OrderType.MARKET or pos.data.entry_working:
-            self._poll_fills(now)  # a marketable entry fills at once; protect it at once
+        if not pos.is_terminal:  # unless refused: a marketable entry fills at once, protect it
+            self._poll_fills(now)
 
     # ------------------------------------------------------------------ sending
 
@@ -266,7 +265,7 @@ class ExecutionCore:
             log.warning("order_unresolved", client_id=client_id, error=str(err))
             return
         self._unresolved.discard(client_id)
-        journaled = [o for o in self.store.orders(position_id=pos.id) if o.client_id == client_id]
+        journaled = self.store.orders(client_id=client_id)
         if not journaled:
             return
         order = journaled[0]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import pykka
 import structlog
 
 from actors.allocator import AllocatorCore
@@ -279,4 +278,4 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
     return feed
 
 
-__all__ = ["Call", "CoreActor", "System", "VenueClock", "build_system", "pykka"]
+__all__ = ["Call", "CoreActor", "System", "VenueClock", "build_system"]

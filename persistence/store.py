@@ -362,6 +362,7 @@ class PositionStore:
         statuses: Iterable[OrderStatus] | None = None,
         position_id: str | None = None,
         transition_seq: int | None = None,
+        client_id: str | None = None,
     ) -> list[Order]:
         """Journal rows, filtered; ``statuses={SENDING, UNKNOWN}`` is what recovery resolves."""
         clauses, args = [], []
@@ -375,6 +376,9 @@ class PositionStore:
         if transition_seq is not None:
             clauses.append("transition_seq = ?")
             args.append(transition_seq)
+        if client_id is not None:
+            clauses.append("client_id = ?")
+            args.append(client_id)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._conn.execute(
             "SELECT client_id, symbol, role, type, side, qty, reduce_only, status, price, "
