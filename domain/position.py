@@ -150,9 +150,18 @@ class Position:
         price: Decimal,
         *,
         at: int,
+        planned_stop: Decimal | None = None,
     ) -> tuple[Position, Change]:
         """Take over an exposure found at the exchange that no managed position explains."""
-        pos = cls(position_id, symbol, side, origin=Origin.ADOPTED, created_at=at, intended_qty=qty)
+        pos = cls(
+            position_id,
+            symbol,
+            side,
+            origin=Origin.ADOPTED,
+            created_at=at,
+            intended_qty=qty,
+            planned_stop=planned_stop,
+        )
         record = FillRecord(f"adopt-{position_id}", OrderRole.ENTRY, qty, price, at)
         nxt = with_entry(pos.data, record)
         change = pos._fire("adopted", nxt, at=at, detail={"qty": str(qty), "price": str(price)})

@@ -1,0 +1,350 @@
+"""Reconciliation passes: the I/O around :mod:`domain.reconcile` (ARCHITECTURE 4).
+
+A pass, run on the execution actor's thread (it owns the registry and the journal):
+
+1. resolve every journal entry left ``sending``/``unknown`` by its client id;
+2. apply the fills the venue reports since the persisted cursor (idempotent by fill id);
+3. read the venue's positions and open orders; a failed read ends the pass ``not_ready``, it is
+   never taken for "flat";
+4. settle entries the registry thinks are working but the venue no longer lists;
+5. plan (:func:`domain.reconcile.plan`) and act, action by action; one failed action does not stop
+   the others and the next pass retries what is left.
+
+The status is ``ready`` when the reads succeeded, no journal entry is unresolved and nothing is
+waiting for a confirming pass (an absence or a size difference is acted on only when a second
+pass sees it too); otherwise ``recheck`` (pass again soon) or ``not_ready``. New entries are
+allowed only once a pass said ``ready``.
+
+``dry_run`` reads the venue and reports what a pass would do without writing anything: fills are
+applied to in-memory copies, the journal is not resolved (its unresolved entries are listed) and
+no order is sent or cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from domain.errors import AmbiguousOutcome, BastionError, DomainError, Rejected, Temporary
+from domain.models import Fill, OrderRole, OrderStatus, PositionSide
+from domain.position import Position, parse_client_order_id
+from domain.position_table import State
+from domain.reconcile import (
+    Action,
+    AdjustQty,
+    Adopt,
+    CancelOrder,
+    CloseAbsent,
+    ForgetStop,
+    Managed,
+    PlaceStop,
+    Plan,
+    Recheck,
+    Venue,
+    plan,
+)
+
+if TYPE_CHECKING:
+    from actors.execution import ExecutionCore
+
+log = structlog.get_logger(__name__)
+READY, RECHECK, NOT_READY = "ready", "recheck", "not_ready"
+LAST_RECONCILIATION = "last_reconciliation"
+FILL_OVERLAP_MS = 60_000
+FILL_CURSOR = "fill_cursor_ms"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What one pass found and did; ``to_dict`` is what ``run.py reconcile --json`` prints."""
+
+    status: str
+    at: int
+    dry_run: bool
+    plan: Plan | None = None
+    done: tuple[tuple[Action, str], ...] = ()  # each action with its outcome
+    unresolved: tuple[str, ...] = ()
+    fills_applied: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        reports = self.plan.reports if self.plan else ()
+        untouched = self.plan.untouched if self.plan else ()
+        return {
+            "status": self.status,
+            "at": self.at,
+            "dry_run": self.dry_run,
+            "error": self.error or None,
+            "fills_applied": self.fills_applied,
+            "unresolved_orders": list(self.unresolved),
+            "symbols": [
+                {
+                    "symbol": r.symbol,
+                    "classification": r.classification.value,
+                    "position_id": r.position_id,
+                    "venue_qty": str(r.venue_qty),
+                    "registry_qty": str(r.registry_qty),
+                    "detail": r.detail or None,
+                }
+                for r in reports
+            ],
+            "actions": [{**action_fields(a), "outcome": outcome} for a, outcome in self.done],
+            "left_alone": [
+                {"symbol": o.symbol, "client_id": o.client_id, "exchange_id": o.exchange_id}
+                for o in untouched
+            ],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The short form persisted as ``last_reconciliation`` and logged."""
+        counts: dict[str, int] = {}
+        for r in self.plan.reports if self.plan else ():
+            counts[r.classification.value] = counts.get(r.classification.value, 0) + 1
+        return {
+            "status": self.status,
+            "at": self.at,
+            "symbols": counts,
+            "actions": len(self.done),
+            "error": self.error or None,
+        }
+
+
+def action_fields(action: Action) -> dict[str, Any]:
+    """An action as JSON-ready fields: its kind and its attributes as strings."""
+    fields = {k: getattr(action, k) for k in action.__slots__}  # type: ignore[union-attr]
+    out: dict[str, Any] = {"action": type(action).__name__}
+    for key, value in fields.items():
+        if isinstance(value, PositionSide):
+            out[key] = value.value
+        elif isinstance(value, Decimal):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Reconciler:
+    """Runs passes for one :class:`ExecutionCore` (see the module docstring)."""
+
+    core: ExecutionCore
+    doubts: dict[str, int] = field(default_factory=dict)  # position id -> passes in doubt
+
+    def run(self, now: int, *, dry_run: bool = False) -> ReconcileReport:
+        core = self.core
+        if not dry_run:
+            for client_id in sorted(core._unresolved):
+                core._resolve(client_id, now)
+        unresolved = tuple(sorted(core._unresolved))
+        try:
+            applied = self._apply_fills(now, dry_run=dry_run)
+            venue = Venue(core.port.positions(), core.port.open_orders(), core.instruments)
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("reconciliation_read_failed", error=str(err))
+            return ReconcileReport(NOT_READY, now, dry_run, unresolved=unresolved, error=str(err))
+        open_ids = {o.client_id for o in venue.orders if o.client_id}
+        if not dry_run:
+            self._settle_entries(open_ids, set(unresolved), now)
+        managed = [
+            Managed.of(p, self.doubts.get(p.id, 0))
+            for p in core.registry.values()
+            if not p.is_terminal
+        ]
+        decided = plan(managed, venue, core.params.adopted_stop_distance_frac)
+        done = tuple((a, "planned" if dry_run else self._act(a, now)) for a in decided.actions)
+        if not dry_run:
+            self.doubts = {
+                a.position_id: a.passes for a in decided.actions if isinstance(a, Recheck)
+            }
+        status = READY if decided.settled and not unresolved else RECHECK
+        report = ReconcileReport(status, now, dry_run, decided, done, unresolved, applied)
+        if not dry_run:
+            core.store.set_value(LAST_RECONCILIATION, report.summary(), at=now)
+        log.info("reconciliation_pass", dry_run=dry_run, **report.summary())
+        return report
+
+    # ------------------------------------------------------------------ reading
+
+    def _apply_fills(self, now: int, *, dry_run: bool) -> int:
+        """Apply the venue's fills since the cursor; raises if they cannot be read."""
+        store = self.core.store
+        cursor = int(store.get_value(FILL_CURSOR, 0))
+        fills = self.core.port.fills(since=max(0, cursor - FILL_OVERLAP_MS) if cursor else None)
+        applied = 0
+        for fill in fills:
+            applied += self._apply_fill(fill, now, dry_run=dry_run)
+        if fills and not dry_run and max(f.ts for f in fills) > cursor:
+            store.set_value(FILL_CURSOR, max(f.ts for f in fills), at=now)
+        return applied
+
+    def _apply_fill(self, fill: Fill, now: int, *, dry_run: bool) -> int:
+        parsed = parse_client_order_id(fill.client_id) if fill.client_id else None
+        pos = self.core._by_id(parsed[0]) if parsed else None
+        if parsed is None or pos is None or fill.fill_id in pos.data.fill_ids:
+            return 0  # not ours, or of a finished position: its exposure is judged by the plan
+        if not dry_run:
+            self.core._apply_fill(fill, now)
+            return 1
+        try:
+            pos.apply_fill(fill, parsed[1], at=now)  # an in-memory copy, never committed
+        except DomainError:
+            return 0
+        return 1
+
+    def _settle_entries(self, open_ids: set[str], unresolved: set[str], now: int) -> None:
+        """An entry the registry thinks works but the venue does not list: ask how it ended."""
+        core = self.core
+        for pos in list(core.registry.values()):
+            cid = pos.entry_client_id
+            if not pos.data.entry_working or cid in open_ids or cid in unresolved:
+                continue
+            try:
+                ended = core.port.order_by_client_id(pos.symbol, cid)
+            except (Temporary, AmbiguousOutcome) as err:
+                log.warning("entry_check_failed", position_id=pos.id, error=str(err))
+                continue
+            gone = ended is None or ended.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+            if gone and (ended is None or ended.filled_qty <= pos.data.entry_filled):
+                core._finish_entry(pos, "not working at the venue", now)
+
+    # ------------------------------------------------------------------ acting
+
+    def _act(self, action: Action, now: int) -> str:
+        try:
+            return self._dispatch(action, now)
+        except (BastionError, DomainError) as err:
+            log.warning(
+                "reconciliation_action_failed", action=type(action).__name__, error=str(err)
+            )
+            return f"failed: {err}"
+
+    def _dispatch(self, action: Action, now: int) -> str:
+        core = self.core
+        match action:
+            case Recheck(position_id=pid, passes=passes, reason=reason):
+                log.warning("reconciliation_doubt", position_id=pid, passes=passes, reason=reason)
+                return "recheck next pass"
+            case CloseAbsent():
+                return self._close_absent(action, now)
+            case Adopt():
+                return self._adopt(action, now)
+            case AdjustQty():
+                return self._adjust(action, now)
+            case ForgetStop(position_id=pid, client_id=cid):
+                pos = core._by_id(pid)
+                if pos is None or pos.data.stop_resting is None:
+                    return "skipped: no resting stop"
+                core._last_stop[pid] = pos.data.stop_resting.price
+                reason = "not open at the venue"
+                core._apply(pos, lambda: pos.on_stop_lost(cid, reason, at=now), now)
+                return "forgotten"
+            case PlaceStop(symbol=symbol):
+                pos = core.registry.get(symbol)
+                if pos is None:
+                    return "skipped: not managed"
+                if pos.current is State.UNPROTECTED and pos.data.stop_pending is None:
+                    core._protect(pos, now, force=True)
+                return f"state {pos.state}"
+            case CancelOrder():
+                return self._cancel(action, now)
+        return "ignored"
+
+    def _close_absent(self, action: CloseAbsent, now: int) -> str:
+        core = self.core
+        pos = core._by_id(action.position_id)
+        if pos is None:
+            return "skipped: not managed"
+        if pos.data.entry_working:
+            core._end_entry(pos, action.reason, now)
+        if pos.is_terminal:
+            return f"state {pos.state}"
+        if pos.remaining <= 0:
+            return "waiting for the entry to end"
+        d = pos.data
+        price = d.stop_resting.price if d.stop_resting else d.avg_entry_price or Decimal(0)
+        fill = Fill(
+            f"recon-{pos.id}-{pos.version}",
+            pos.symbol,
+            pos.side.exit_side,
+            d.remaining,
+            price,
+            now,
+        )
+        log.warning("position_closed_absent", position_id=pos.id, reason=action.reason)
+        core._apply(pos, lambda: pos.apply_fill(fill, OrderRole.EXIT, at=now), now)
+        return f"state {pos.state}"
+
+    def _adopt(self, action: Adopt, now: int) -> str:
+        core = self.core
+        pos, change = Position.adopt(
+            core.store.next_position_id(now),
+            action.symbol,
+            action.side,
+            action.qty,
+            action.entry_price,
+            at=now,
+            planned_stop=action.stop_price,
+        )
+        core.store.commit(pos, change)
+        core.registry[pos.symbol] = pos
+        log.warning(
+            "position_adopted",
+            position_id=pos.id,
+            symbol=pos.symbol,
+            side=pos.side.value,
+            qty=str(action.qty),
+            stop=str(action.stop_price),
+        )
+        core._react(pos, now)
+        return f"adopted as {pos.id}, state {pos.state}"
+
+    def _adjust(self, action: AdjustQty, now: int) -> str:
+        core = self.core
+        pos = core._by_id(action.position_id)
+        if pos is None:
+            return "skipped: not managed"
+        grows = action.delta > 0
+        fill = Fill(
+            f"recon-{pos.id}-{pos.version}",
+            pos.symbol,
+            pos.side.entry_side if grows else pos.side.exit_side,
+            abs(action.delta),
+            action.price,
+            now,
+        )
+        role = OrderRole.ENTRY if grows else OrderRole.EXIT
+        log.warning("position_size_adjusted", position_id=pos.id, delta=str(action.delta))
+        core._apply(pos, lambda: pos.apply_fill(fill, role, at=now), now)
+        return f"state {pos.state}, size {pos.remaining}"
+
+    def _cancel(self, action: CancelOrder, now: int) -> str:
+        core = self.core
+        if action.only_if_protected:
+            pos = core.registry.get(action.symbol)
+            rests = pos.data.stop_resting if pos is not None else None
+            if pos is None or pos.current is not State.PROTECTED or rests is None:
+                return "deferred: the right stop does not rest yet"
+            if rests.client_id == action.client_id:
+                return "kept: it is the position's stop"
+        if action.client_id and core.store.orders(client_id=action.client_id):
+            ended = core._cancel(action.symbol, action.client_id, now)
+        else:
+            try:
+                ended = core.port.cancel_order(
+                    action.symbol, exchange_id=action.exchange_id, client_id=action.client_id
+                )
+            except (Temporary, AmbiguousOutcome, Rejected) as err:
+                return f"failed: {err}"
+        log.warning(
+            "order_cancelled_by_reconciliation",
+            symbol=action.symbol,
+            client_id=action.client_id,
+            reason=action.reason,
+        )
+        return "cancelled" if ended is not None else "not open any more"
+
+
+__all__ = ["NOT_READY", "READY", "RECHECK", "ReconcileReport", "Reconciler", "action_fields"]
