@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from domain.models import Order, OrderRole, OrderStatus, OrderType, PositionSide, PositionSnapshot
 from domain.position_table import State
 from domain.reconcile import (
-    Adopt,
+    ORDER,
     AdjustQty,
+    Adopt,
     CancelOrder,
     Classification,
     CloseAbsent,
@@ -199,8 +200,6 @@ def test_safety_rules_hold_for_every_plan(world: tuple[list[Managed], Venue]) ->
 
 
 def _rank(kind: type) -> int:
-    from domain.reconcile import ORDER
-
     return ORDER.index(kind)
 
 
