@@ -25,7 +25,7 @@ from adapters.settings import ConfigError, Settings, format_config_error, load_s
 from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
-from ops import status
+from ops import operate, status
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -114,6 +114,8 @@ def store_path(settings: Settings, mode: str) -> Path:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Positions, kill switch and last reconciliation, read-only (works while the service runs)."""
+    if args.paper and args.config is None:
+        args.config = PAPER_PROFILE
     settings = _settings(args)
     db = store_path(settings, "paper" if args.paper else "live")
     if not db.exists():
@@ -127,6 +129,46 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _status_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
     cmd.add_argument("--paper", action="store_true", help="the paper-trading store")
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Reconcile the registry with the venue; ``--dry-run`` prints the plan without acting."""
+    params = {"dry_run": args.dry_run}
+    result = operate.run_tool(args, "reconcile", params, operate.render_reconcile)
+    if result is None:
+        return EXIT_ERROR
+    return EXIT_OK if result["status"] == "ready" or args.dry_run else EXIT_ERROR
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """Latch the kill switch: cancel working entries and take-profits, keep every stop."""
+    params = {"reason": args.reason, "flatten": args.flatten}
+    result = operate.run_tool(args, "kill", params, operate.render_kill)
+    if result is None:
+        return EXIT_ERROR
+    return EXIT_OK if result.get("flatten", {}).get("flat", True) else EXIT_ERROR
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Release the kill switch; entries are allowed again."""
+    result = operate.run_tool(args, "resume", {}, operate.render_resume)
+    return EXIT_ERROR if result is None else EXIT_OK
+
+
+def _operate_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--paper", action="store_true", help="the paper-trading account and store")
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _reconcile_args(cmd: argparse.ArgumentParser) -> None:
+    _operate_args(cmd)
+    cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+def _kill_args(cmd: argparse.ArgumentParser) -> None:
+    _operate_args(cmd)
+    cmd.add_argument("--flatten", action="store_true", help="also close every position")
+    cmd.add_argument("--reason", default="operator kill", help="recorded with the latch")
 
 
 def cmd_sim_exchange(argv: list[str]) -> int:
@@ -167,6 +209,17 @@ COMMANDS: dict[str, Command] = {
     "status": Command(
         cmd_status, "positions, kill switch, last reconciliation (read-only)", _status_args
     ),
+    "reconcile": Command(
+        cmd_reconcile,
+        "reconcile the registry with the venue (--dry-run: plan only)",
+        _reconcile_args,
+    ),
+    "kill": Command(
+        cmd_kill,
+        "latch the kill switch: cancel entries and take-profits, keep stops (--flatten: close all)",
+        _kill_args,
+    ),
+    "resume": Command(cmd_resume, "release the kill switch", _operate_args),
 }
 
 

@@ -39,6 +39,7 @@ from actors.messages import (
     Tick,
     TradeClosed,
 )
+from actors.reconciler import READY, Reconciler
 from domain.errors import (
     AmbiguousOutcome,
     DomainError,
@@ -79,6 +80,8 @@ class ExecutionParams:
     ambiguous_grace_s: float = 5.0  # an unclear order not found at the venue is only
     # counted as refused after this long (it may not be visible yet)
     adopted_stop_distance_frac: Decimal = Decimal("0.02")
+    recheck_after_s: float = 1.0  # until ready: the next reconciliation pass
+    reconcile_every_s: float = 60.0  # once ready: a pass catches what changed at the venue
 
 
 @dataclass(slots=True)
@@ -121,6 +124,10 @@ class ExecutionCore:
         self._unresolved: set[str] = {o.client_id for o in store.orders(statuses=statuses)}
         self._out: Outbox = []
         self._equity_at = -EQUITY_EVERY_MS  # report on the first tick
+        # startup is crash recovery: no entry before a reconciliation pass said ready
+        self.reconciler = Reconciler(self)
+        self.ready = False
+        self._reconciled_at: float | None = None
 
     # ------------------------------------------------------------------ dispatch
 
@@ -164,6 +171,9 @@ class ExecutionCore:
             return
         if self.kill_latched:
             log.warning("entry_refused", symbol=intent.symbol, reason="kill_switch")
+            return
+        if not self.ready and not self.reconcile_pass(now):
+            log.warning("entry_refused", symbol=intent.symbol, reason="reconciling")
             return
         if intent.symbol in self.registry:
             log.warning("entry_refused", symbol=intent.symbol, reason="symbol_busy")
@@ -543,7 +553,24 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ timer
 
+    def reconcile_pass(self, now: int) -> bool:
+        """A reconciliation pass; True once one said ready (entries may start)."""
+        self._reconciled_at = self._monotonic()
+        report = self.reconciler.run(now)
+        if report.status == READY and not self.ready:
+            log.info("reconciliation_ready", **report.summary())
+        self.ready = self.ready or report.status == READY
+        return self.ready
+
+    def _reconcile_due(self) -> bool:
+        if self._reconciled_at is None:
+            return True
+        every = self.params.reconcile_every_s if self.ready else self.params.recheck_after_s
+        return self._monotonic() - self._reconciled_at >= every
+
     def _tick(self, now: int) -> None:
+        if self._reconcile_due():
+            self.reconcile_pass(now)
         if now - self._equity_at >= EQUITY_EVERY_MS:
             self._report_equity(now)
         for client_id in sorted(self._unresolved):

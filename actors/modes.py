@@ -19,8 +19,9 @@ from types import FrameType
 
 import structlog
 
+from actors.control import until_ready
 from actors.core import EXECUTION
-from actors.runtime import System, build_system
+from actors.runtime import Run, System, build_system
 from adapters import systemd
 from adapters.exchange.ccxt_exchange import CcxtExchange
 from adapters.health import HealthReport, HealthServer
@@ -33,6 +34,7 @@ from persistence.store import PositionStore
 log = structlog.get_logger(__name__)
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TIMEOUT_S = 2.0
+RECONCILE_RETRY_S = 1.0
 KRAKEN_FUTURES_WS = "wss://futures.kraken.com/ws/v1"
 
 
@@ -115,7 +117,10 @@ def serve(
     systemd.status(f"starting {mode}")
     venue_ids = port.venue_ids()
     system = build_system(settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed)
-    live = system.ask(EXECUTION, lambda core: len(core.registry), timeout_s=30.0)
+    live = _wait_until_reconciled(system, stop)
+    if live is None:  # stopped before the venue could be reconciled
+        system.stop()
+        return 0
     view = MetricsView(system)
     beats = Heartbeats(system)
     beats.start()
@@ -148,6 +153,20 @@ def serve(
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     log.info("system_exited", mode=mode, peak_rss_mb=round(peak_mb, 1))
     return 0
+
+
+def _wait_until_reconciled(system: System, stop: threading.Event) -> int | None:
+    """Reconciliation passes until one says READY; the number of managed positions then."""
+    started = time.monotonic()
+    while not stop.is_set():
+        answer = system.directory.ask(EXECUTION, Run(until_ready()), timeout_s=120.0)
+        if answer["ready"]:
+            return int(answer["registry"])
+        waited = time.monotonic() - started
+        systemd.status(f"reconciling with the venue ({waited:.0f}s)")
+        log.warning("waiting_for_reconciliation", waited_s=round(waited, 1))
+        stop.wait(RECONCILE_RETRY_S)
+    return None
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

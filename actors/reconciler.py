@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from domain.errors import AmbiguousOutcome, BastionError, DomainError, Rejected, Temporary
-from domain.models import Fill, OrderRole, OrderStatus, PositionSide
+from domain.models import Fill, Order, OrderRole, OrderStatus, PositionSide
 from domain.position import Position, parse_client_order_id
 from domain.position_table import State
 from domain.reconcile import (
@@ -69,6 +69,7 @@ class ReconcileReport:
     unresolved: tuple[str, ...] = ()
     fills_applied: int = 0
     error: str = ""
+    venue_orders: tuple[Order, ...] = ()  # the open orders the pass read
 
     def to_dict(self) -> dict[str, Any]:
         reports = self.plan.reports if self.plan else ()
@@ -132,8 +133,21 @@ class Reconciler:
 
     core: ExecutionCore
     doubts: dict[str, int] = field(default_factory=dict)  # position id -> passes in doubt
+    _copies: dict[str, Position] = field(default_factory=dict)  # dry run: fills go to copies
 
-    def run(self, now: int, *, dry_run: bool = False) -> ReconcileReport:
+    def run(
+        self, now: int, *, dry_run: bool = False, only: tuple[type, ...] | None = None
+    ) -> ReconcileReport:
+        """One pass; ``only`` limits the actions taken to those kinds (the rest are reported
+        as skipped)."""
+        try:
+            return self._run(now, dry_run=dry_run, only=only)
+        finally:
+            for copy in self._copies.values():
+                copy.discard()
+            self._copies = {}
+
+    def _run(self, now: int, *, dry_run: bool, only: tuple[type, ...] | None) -> ReconcileReport:
         core = self.core
         if not dry_run:
             for client_id in sorted(core._unresolved):
@@ -149,18 +163,20 @@ class Reconciler:
         if not dry_run:
             self._settle_entries(open_ids, set(unresolved), now)
         managed = [
-            Managed.of(p, self.doubts.get(p.id, 0))
+            Managed.of(self._copies.get(p.id, p), self.doubts.get(p.id, 0))
             for p in core.registry.values()
             if not p.is_terminal
         ]
         decided = plan(managed, venue, core.params.adopted_stop_distance_frac)
-        done = tuple((a, "planned" if dry_run else self._act(a, now)) for a in decided.actions)
+        done = tuple((a, self._outcome(a, now, dry_run, only)) for a in decided.actions)
         if not dry_run:
             self.doubts = {
                 a.position_id: a.passes for a in decided.actions if isinstance(a, Recheck)
             }
         status = READY if decided.settled and not unresolved else RECHECK
-        report = ReconcileReport(status, now, dry_run, decided, done, unresolved, applied)
+        report = ReconcileReport(
+            status, now, dry_run, decided, done, unresolved, applied, "", tuple(venue.orders)
+        )
         if not dry_run:
             core.store.set_value(LAST_RECONCILIATION, report.summary(), at=now)
         log.info("reconciliation_pass", dry_run=dry_run, **report.summary())
@@ -183,13 +199,17 @@ class Reconciler:
     def _apply_fill(self, fill: Fill, now: int, *, dry_run: bool) -> int:
         parsed = parse_client_order_id(fill.client_id) if fill.client_id else None
         pos = self.core._by_id(parsed[0]) if parsed else None
+        pos = self._copies.get(pos.id, pos) if pos is not None else None
         if parsed is None or pos is None or fill.fill_id in pos.data.fill_ids:
             return 0  # not ours, or of a finished position: its exposure is judged by the plan
         if not dry_run:
             self.core._apply_fill(fill, now)
             return 1
+        if pos.id not in self._copies:
+            self._copies[pos.id] = self.core.store.load(pos.id)
+        copy = self._copies[pos.id]
         try:
-            pos.apply_fill(fill, parsed[1], at=now)  # an in-memory copy, never committed
+            copy.apply_fill(fill, parsed[1], at=now)  # a copy, never committed
         except DomainError:
             return 0
         return 1
@@ -211,6 +231,15 @@ class Reconciler:
                 core._finish_entry(pos, "not working at the venue", now)
 
     # ------------------------------------------------------------------ acting
+
+    def _outcome(
+        self, action: Action, now: int, dry_run: bool, only: tuple[type, ...] | None
+    ) -> str:
+        if dry_run:
+            return "planned"
+        if only is not None and not isinstance(action, only):
+            return "skipped"
+        return self._act(action, now)
 
     def _act(self, action: Action, now: int) -> str:
         try:

@@ -24,7 +24,8 @@ import structlog
 
 from actors.allocator import AllocatorCore
 from actors.analyzer import AnalyzerCore
-from actors.core import ALLOCATOR, EXECUTION, PROTECTION, RISK, Core, analyzer
+from actors.control import Command, ControlCore
+from actors.core import ALLOCATOR, CONTROL, EXECUTION, PROTECTION, RISK, Core, analyzer
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import (
     CandleClosed,
@@ -47,10 +48,12 @@ from domain.ports import ExchangePort
 from domain.risk import RiskParams
 from domain.strategy import load_strategy
 from domain.timeframes import TIMEFRAME_MS
+from persistence.control import ControlInbox
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
-TICK_TARGETS = (EXECUTION, PROTECTION, ALLOCATOR, RISK)
+TICK_TARGETS = (EXECUTION, PROTECTION, ALLOCATOR, RISK, CONTROL)
+COMMAND_TIMEOUT_S = 120.0  # a kill with flatten waits for the venue to show the account flat
 WAIT_FOR_VENUE_S = 30.0
 
 
@@ -97,6 +100,14 @@ class Call:
     fn: Callable[[Any], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Run a control command ``fn(core, now) -> (result, outbox)`` on the actor's thread: the
+    outbox is delivered and the result is the answer (``ask`` only)."""
+
+    fn: Callable[[Any, int], tuple[Any, list[tuple[str, object]]]]
+
+
 class CoreActor(SupervisedActor):
     """Runs one core: messages in, the outbox out through the directory."""
 
@@ -114,6 +125,11 @@ class CoreActor(SupervisedActor):
         assert self.core is not None
         if isinstance(message, Call):
             return message.fn(self.core)
+        if isinstance(message, Run):
+            result, outbox = message.fn(self.core, self._clock.now())
+            for destination, outgoing in outbox:
+                self._directory.tell(destination, outgoing)
+            return result
         if isinstance(message, SnapshotRequest):
             views = getattr(self.core, "views", None)
             return views() if callable(views) else None
@@ -173,6 +189,13 @@ class System:
         log.info("system_stopped")
 
 
+def execution_params(settings: Settings) -> ExecutionParams:
+    """Execution's parameters from the configuration (the service and the ops tools alike)."""
+    return ExecutionParams(
+        adopted_stop_distance_frac=Decimal(str(settings.protection.adopted_stop_distance_frac))
+    )
+
+
 def build_system(
     settings: Settings,
     port: ExchangePort,
@@ -198,12 +221,10 @@ def build_system(
     def strategy_for() -> Any:
         return load_strategy(settings.strategy.name, settings.strategy.params, bias, entry)
 
-    execution_params = ExecutionParams(
-        adopted_stop_distance_frac=Decimal(str(settings.protection.adopted_stop_distance_frac))
-    )
+    exec_params = execution_params(settings)
     builders: dict[str, Callable[[], Core]] = {
         EXECUTION: lambda: ExecutionCore(
-            port, store, params=execution_params, on_latency=latencies.append
+            port, store, params=exec_params, on_latency=latencies.append
         ),
         PROTECTION: lambda: ProtectionCore(
             port, interval_ms=int(settings.protection.check_interval_s * 1000 * speed)
@@ -211,6 +232,12 @@ def build_system(
         RISK: lambda: RiskCore(risk_params, instruments),
         ALLOCATOR: lambda: AllocatorCore(alloc_params, instruments, risk_params),
     }
+    inbox = ControlInbox(store.path.with_name("control.db"))
+
+    def execute(command: Command) -> Any:
+        return directory.ask(EXECUTION, Run(command), timeout_s=COMMAND_TIMEOUT_S)
+
+    builders[CONTROL] = lambda: ControlCore(inbox, execute)
     for symbol in universe:
         inst = instruments[symbol]
         builders[analyzer(symbol)] = lambda s=symbol, i=inst: AnalyzerCore(
@@ -278,4 +305,4 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
     return feed
 
 
-__all__ = ["Call", "CoreActor", "System", "VenueClock", "build_system"]
+__all__ = ["Call", "CoreActor", "Run", "System", "VenueClock", "build_system", "execution_params"]

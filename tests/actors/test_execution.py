@@ -234,7 +234,7 @@ def test_restart_resolves_an_order_written_but_never_sent(
 def test_protection_latency_is_measured_from_fill_to_stop_ack(
     venue: InProcessHarness, store: PositionStore
 ) -> None:
-    ticks = iter([10.0, 10.25])  # fill applied, then stop acked
+    ticks = iter([0.0, 10.0, 10.25])  # startup reconciliation, fill applied, stop acked
     latencies: list[float] = []
     ex = ExecutionCore(
         venue.port, store, on_latency=latencies.append, monotonic=lambda: next(ticks)

@@ -1,0 +1,312 @@
+"""The control layer: operator commands as transport-free functions (ARCHITECTURE 4 and 8).
+
+Each command is a function ``(core, now) -> (result, outbox)`` on the execution core, which owns
+the registry and the journal, so every order a command sends is written ahead like any other.
+The same function runs
+
+- inside the service, on the execution actor's thread (``ControlCore`` takes requests from the
+  control inbox, ``persistence.control``, and later from Telegram), or
+- in the command-line process itself when no service holds the store (``run.py kill`` with the
+  service stopped builds an execution core of its own and calls the same function).
+
+``result`` is a JSON-ready dict that says what was done; ``outbox`` carries the messages other
+actors must see (the kill switch to risk, position changes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from actors.core import RISK, Outbox
+from actors.messages import Flatten, KillSwitchChanged, Tick
+from domain.errors import AmbiguousOutcome, Temporary
+from domain.models import OrderRole, OrderStatus
+from domain.ports import order_origin
+from domain.reconcile import Adopt, CancelOrder, ForgetStop, PlaceStop
+from persistence.control import ControlInbox, Request
+
+if TYPE_CHECKING:
+    from actors.execution import ExecutionCore
+
+log = structlog.get_logger(__name__)
+Result = dict[str, Any]
+Command = Callable[["ExecutionCore", int], tuple[Result, Outbox]]
+FLAT_CHECKS = 10
+FLAT_CHECK_WAIT_S = 0.5
+PROTECTIVE = (Adopt, ForgetStop, PlaceStop)
+
+
+def gather(core: ExecutionCore, out: Outbox, body: Callable[[], Any]) -> Any:
+    """Call ``body`` outside ``handle`` and keep what the core wanted to tell other actors."""
+    core._out = []
+    try:
+        return body()
+    finally:
+        out.extend(core._out)
+        core._out = []
+
+
+def kill(reason: str, *, flatten: bool = False, by: str = "operator") -> Command:
+    """Latch the kill switch: cancel working entries and take-profits, keep every stop.
+
+    With ``flatten`` also close every position (unknown ones are adopted first) with reduce-only
+    market orders and check at the venue that the account is flat. Idempotent.
+    """
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        out: Outbox = []
+        was = core.kill_latched
+        working = _working(core, (OrderRole.ENTRY, OrderRole.TAKE_PROFIT))
+        if flatten:  # adopt what no one manages, so that it is closed too
+            gather(core, out, lambda: core.reconciler.run(now))
+        latch = KillSwitchChanged(True, reason, now)
+        out.extend(core.handle(latch, now))
+        out.append((RISK, latch))
+        result: Result = {
+            "command": "kill",
+            "by": by,
+            "reason": reason,
+            "at": now,
+            "was_latched": was,
+            "latched": True,
+            "cancelled": _ended(core, working),
+        }
+        if flatten:
+            result["flatten"] = _flatten(core, reason, now, out)
+        result["stops_kept"] = _stops(core)
+        log.warning("kill_switch_command", **{k: v for k, v in result.items() if k != "at"})
+        return result, out
+
+    return run
+
+
+def resume(*, by: str = "operator") -> Command:
+    """Release the kill switch: entries are allowed again. Idempotent."""
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        was = core.kill_latched
+        release = KillSwitchChanged(False, f"resumed by {by}", now)
+        out = [*core.handle(release, now), (RISK, release)]
+        log.warning("kill_switch_released", by=by, was_latched=was)
+        return {"command": "resume", "by": by, "was_latched": was, "latched": False}, out
+
+    return run
+
+
+def reconcile(*, dry_run: bool = False) -> Command:
+    """One reconciliation pass (``dry_run``: the plan only)."""
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        out: Outbox = []
+        report = gather(core, out, lambda: core.reconciler.run(now, dry_run=dry_run))
+        return report.to_dict(), out
+
+    return run
+
+
+def missing_stops(*, apply: bool = False) -> Command:
+    """Every exposed position without a correct stop, and the stop it gets (``apply``: placed)."""
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        out: Outbox = []
+        plan = core.reconciler.run(now, dry_run=True)
+        wanted = [a for a, _ in plan.done if isinstance(a, PlaceStop)]
+        found = [
+            {
+                "symbol": a.symbol,
+                "side": a.side.value,
+                "qty": str(a.qty),
+                "stop": str(a.price if a.price is not None else _stop_for(core, a.symbol)),
+                "position_id": a.position_id,
+            }
+            for a in wanted
+        ]
+        result: Result = {"command": "place_missing_stops", "naked": found, "applied": apply}
+        if apply and wanted:
+            done = gather(core, out, lambda: core.reconciler.run(now, only=PROTECTIVE))
+            result["outcomes"] = [
+                {"action": type(a).__name__, "symbol": a.symbol, "outcome": outcome}
+                for a, outcome in done.done
+            ]
+            result["stops"] = _stops(core)
+        return result, out
+
+    return run
+
+
+ROLE_NAMES = {
+    OrderRole.ENTRY: "entry",
+    OrderRole.STOP: "stop",
+    OrderRole.TAKE_PROFIT: "take_profit",
+    OrderRole.EXIT: "exit",
+}
+ATTENTION = frozenset({"naked", "chaos", "unknown", "mismatch", "absent"})
+
+
+def audit() -> Command:
+    """Every open order at the venue classified against the registry (read-only)."""
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        report = core.reconciler.run(now, dry_run=True)
+        if report.plan is None:
+            return {"command": "audit", "error": report.error, "needs_attention": True}, []
+        cancels = {
+            a.exchange_id: a.reason for a in report.plan.actions if isinstance(a, CancelOrder)
+        }
+        foreign = {o.exchange_id for o in report.plan.untouched}
+        rows = []
+        for order in report.venue_orders:
+            role, position_id = order_origin(order.client_id, order.type, order.reduce_only)
+            if order.exchange_id in cancels:
+                verdict, why = "orphan", cancels[order.exchange_id]
+            elif order.exchange_id in foreign:
+                verdict, why = "unknown", "not placed by Bastion; left alone"
+            else:
+                verdict, why = ROLE_NAMES[role], ""
+            rows.append(
+                {
+                    "symbol": order.symbol,
+                    "class": verdict,
+                    "client_id": order.client_id or None,
+                    "exchange_id": order.exchange_id,
+                    "position_id": position_id,
+                    "side": order.side.value,
+                    "type": order.type.value,
+                    "qty": str(order.qty),
+                    "trigger": str(order.trigger_price) if order.trigger_price else None,
+                    "price": str(order.price) if order.price else None,
+                    "reduce_only": order.reduce_only,
+                    "note": why or None,
+                }
+            )
+        symbols = report.to_dict()["symbols"]
+        attention = any(r["class"] in ("orphan", "unknown") for r in rows) or any(
+            s["classification"] in ATTENTION for s in symbols
+        )
+        result = {"command": "audit", "orders": rows, "positions": symbols}
+        return {**result, "needs_attention": attention}, []
+
+    return run
+
+
+def until_ready() -> Command:
+    """A reconciliation pass unless one already said ready; answers ``{"ready": bool}``."""
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        out: Outbox = []
+        ready = core.ready or gather(core, out, lambda: core.reconcile_pass(now))
+        return {"ready": ready, "registry": len(core.registry)}, out
+
+    return run
+
+
+COMMANDS: dict[str, Callable[..., Command]] = {
+    "kill": kill,
+    "resume": resume,
+    "reconcile": reconcile,
+    "place_missing_stops": missing_stops,
+    "audit": audit,
+}
+
+
+def command_for(request: Request) -> Command:
+    """The control function a stored request names (``ValueError`` for an unknown one)."""
+    factory = COMMANDS.get(request.command)
+    if factory is None:
+        raise ValueError(f"unknown control command {request.command!r}")
+    return factory(**request.args)
+
+
+# ---------------------------------------------------------------------- the service side
+
+
+class ControlCore:
+    """Takes requests from the control inbox on each beat and runs them on the execution actor.
+
+    ``execute`` runs a command on the execution actor's thread and returns its result (the
+    runtime asks the actor; a test may call the core directly).
+    """
+
+    name = "control"
+
+    def __init__(self, inbox: ControlInbox, execute: Callable[[Command], Result]) -> None:
+        self.inbox = inbox
+        self.execute = execute
+
+    def handle(self, message: object, now: int) -> Outbox:
+        if isinstance(message, Tick):
+            self.drain()
+        return []
+
+    def drain(self) -> int:
+        """Run every pending request, oldest first; returns how many ran."""
+        requests = self.inbox.pending()
+        for request in requests:
+            log.info(
+                "control_request", id=request.id, command=request.command, by=request.requested_by
+            )
+            try:
+                result = self.execute(command_for(request))
+            except Exception as err:  # the request fails, the service goes on
+                log.exception("control_request_failed", id=request.id, command=request.command)
+                self.inbox.complete(request.id, {"error": f"{type(err).__name__}: {err}"}, ok=False)
+            else:
+                self.inbox.complete(request.id, result)
+        return len(requests)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _working(core: ExecutionCore, roles: tuple[OrderRole, ...]) -> list[tuple[str, str, str]]:
+    statuses = {OrderStatus.ACKED, OrderStatus.SENDING, OrderStatus.UNKNOWN}
+    return [
+        (o.client_id, o.symbol, o.role.value)
+        for o in core.store.orders(statuses=statuses)
+        if o.role in roles
+    ]
+
+
+def _ended(core: ExecutionCore, orders: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+    ended = []
+    for client_id, symbol, role in orders:
+        status = core.store.order_status(client_id)
+        if status is not None and status not in (OrderStatus.ACKED, OrderStatus.SENDING):
+            ended.append({"client_id": client_id, "symbol": symbol, "role": role, "status": status})
+    return ended
+
+
+def _stops(core: ExecutionCore) -> list[dict[str, str]]:
+    return [
+        {"symbol": p.symbol, "position_id": p.id, "stop": str(s.price), "qty": str(s.qty)}
+        for p in core.registry.values()
+        if (s := p.data.stop_resting) is not None
+    ]
+
+
+def _stop_for(core: ExecutionCore, symbol: str) -> object:
+    pos = core.registry.get(symbol)
+    return core._stop_price(pos) if pos is not None else None
+
+
+def _flatten(core: ExecutionCore, reason: str, now: int, out: Outbox) -> Result:
+    """Close everything reduce-only, then check at the venue until it is flat (bounded)."""
+    closing = sorted(core.registry)
+    out.extend(core.handle(Flatten(None, reason), now))
+    left: list[str] = []
+    for _ in range(FLAT_CHECKS):
+        try:
+            left = sorted(p.symbol for p in core.port.positions() if p.qty > 0)
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("flat_check_failed", error=str(err))
+            left = ["(venue unreadable)"]
+        if not left:
+            break
+        time.sleep(FLAT_CHECK_WAIT_S)
+        out.extend(core.handle(Tick(now), now))  # fills in, refused exits retried
+        out.extend(core.handle(Flatten(None, reason), now))
+    return {"closed": closing, "flat": not left, "still_open": left}

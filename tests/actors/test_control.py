@@ -1,0 +1,181 @@
+"""Control commands against the in-process venue: kill, flatten, resume, missing stops, audit,
+and the inbox that carries them to a running service."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from actors import control
+from actors.core import RISK
+from actors.execution import ExecutionCore, ExecutionParams
+from actors.messages import KillSwitchChanged, PlaceIntent
+from domain.models import Order, OrderIntent, OrderRole, OrderStatus, OrderType, PositionSide, Side
+from persistence.control import DONE, FAILED, ControlInbox
+from persistence.store import PositionStore
+from tests.adapters.conformance.harness import BTC
+from tests.adapters.conformance.inprocess_harness import InProcessHarness
+
+D = Decimal
+
+
+@pytest.fixture
+def venue() -> InProcessHarness:
+    harness = InProcessHarness()
+    harness.set_price(BTC, D(50_000))
+    return harness
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with PositionStore.open(tmp_path / "positions.db") as s:
+        yield s
+
+
+@pytest.fixture
+def core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
+    return ExecutionCore(venue.port, store, params=ExecutionParams(ambiguous_grace_s=0.0))
+
+
+def enter(core: ExecutionCore, now: int, kind: OrderType = OrderType.MARKET) -> None:
+    intent = OrderIntent(
+        symbol=BTC,
+        side=PositionSide.LONG,
+        qty=D("0.02"),
+        entry_type=kind,
+        entry_price=D(45_000) if kind is OrderType.LIMIT else None,
+        stop_price=D(44_000) if kind is OrderType.LIMIT else D(48_000),
+        take_profits=((D(55_000), D("0.01")),) if kind is OrderType.MARKET else (),
+        strategy="test",
+    )
+    core.handle(PlaceIntent(intent), now)
+
+
+def manual_buy(venue: InProcessHarness, qty: str) -> None:
+    venue.port.place_order(
+        Order(
+            "", BTC, OrderRole.ENTRY, OrderType.MARKET, Side.BUY, D(qty), False, OrderStatus.SENDING
+        )
+    )
+
+
+def open_orders(venue: InProcessHarness) -> dict[str, Order]:
+    return {o.client_id or o.exchange_id or "": o for o in venue.port.open_orders(BTC)}
+
+
+def test_kill_cancels_entries_and_take_profits_keeps_stops_and_is_idempotent(
+    venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    now = venue.now_ms()
+    enter(core, now)  # filled: a stop and a take-profit rest
+    roles = {o.role for o in venue.port.open_orders(BTC)}
+    assert roles == {OrderRole.STOP, OrderRole.TAKE_PROFIT}
+    result, out = control.kill("test")(core, now)
+    assert result["latched"] and not result["was_latched"]
+    assert [c["role"] for c in result["cancelled"]] == ["tp"]
+    assert {o.role for o in venue.port.open_orders(BTC)} == {OrderRole.STOP}
+    assert (RISK, KillSwitchChanged(True, "test", now)) in out
+    assert core.store.get_value("kill_switch")["latched"] is True
+    again, _ = control.kill("test")(core, now)
+    assert again["was_latched"] and again["cancelled"] == []
+    assert {o.role for o in venue.port.open_orders(BTC)} == {OrderRole.STOP}
+
+
+def test_kill_refuses_new_entries_until_resumed(
+    venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    now = venue.now_ms()
+    control.kill("test")(core, now)
+    enter(core, now)
+    assert core.registry == {}
+    result, _ = control.resume(by="tester")(core, now)
+    assert result["was_latched"] and not core.kill_latched
+    enter(core, now)
+    assert BTC in core.registry
+
+
+def test_kill_with_flatten_closes_managed_and_unknown_exposure_and_checks_flat(
+    venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    manual_buy(venue, "0.05")  # nobody manages this yet
+    result, _ = control.kill("flatten test", flatten=True)(core, venue.now_ms())
+    assert result["flatten"] == {"closed": [BTC], "flat": True, "still_open": []}
+    assert venue.port.positions() == []
+    assert venue.port.open_orders(BTC) == []  # the adopted position's stop went with it
+
+
+def test_missing_stops_dry_run_then_apply(venue: InProcessHarness, core: ExecutionCore) -> None:
+    manual_buy(venue, "0.03")
+    now = venue.now_ms()
+    dry, _ = control.missing_stops()(core, now)
+    assert dry["naked"][0]["symbol"] == BTC and dry["naked"][0]["qty"] == "0.03"
+    assert venue.port.open_orders(BTC) == [] and core.registry == {}
+    done, _ = control.missing_stops(apply=True)(core, now)
+    [stop] = venue.port.open_orders(BTC)
+    assert stop.reduce_only and stop.side is Side.SELL and stop.qty == D("0.03")
+    assert str(stop.trigger_price) == dry["naked"][0]["stop"]
+    assert done["stops"][0]["symbol"] == BTC
+    assert control.missing_stops()(core, now)[0]["naked"] == []
+
+
+def test_audit_classifies_every_open_order(venue: InProcessHarness, core: ExecutionCore) -> None:
+    now = venue.now_ms()
+    enter(core, now)
+    venue.port.place_order(  # someone's resting bid, and a stray stop of a closed position
+        Order(
+            "",
+            BTC,
+            OrderRole.ENTRY,
+            OrderType.LIMIT,
+            Side.BUY,
+            D("0.01"),
+            False,
+            OrderStatus.SENDING,
+            price=D(40_000),
+        )
+    )
+    venue.port.place_order(
+        Order(
+            "bst-gone1-sl-1",
+            BTC,
+            OrderRole.STOP,
+            OrderType.STOP,
+            Side.SELL,
+            D("0.01"),
+            True,
+            OrderStatus.SENDING,
+            trigger_price=D(41_000),
+        )
+    )
+    result, _ = control.audit()(core, now)
+    classes = sorted(r["class"] for r in result["orders"])
+    assert classes == ["orphan", "stop", "take_profit", "unknown"]
+    assert result["needs_attention"]
+    assert result["positions"][0]["classification"] == "chaos"
+
+
+def test_inbox_requests_run_once_in_order_and_failures_are_recorded(
+    tmp_path: Path, venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    now = venue.now_ms()
+    with ControlInbox(tmp_path / "control.db") as inbox:
+        first = inbox.submit("kill", {"reason": "from the inbox"}, "tester")
+        bad = inbox.submit("explode", {}, "tester")
+        second = inbox.submit("resume", {}, "tester")
+        ran: list[str] = []
+
+        def execute(command: control.Command) -> control.Result:
+            result, _ = command(core, now)
+            ran.append(result["command"])
+            return result
+
+        ctl = control.ControlCore(inbox, execute)
+        assert ctl.drain() == 3 and ctl.drain() == 0
+        assert ran == ["kill", "resume"]
+        assert inbox.result(first)[0] == DONE
+        status, error = inbox.result(bad)
+        assert status == FAILED and "explode" in error["error"]  # type: ignore[index]
+        assert inbox.result(second)[0] == DONE
+        assert not core.kill_latched
