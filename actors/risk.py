@@ -91,6 +91,7 @@ class RiskCore:
         self.data_ts: dict[str, int] = {}
         self._unrecorded: list[ClosedTrade] = []
         self._log = log.bind(actor=self.name)
+        self._latch_reason = ""  # a daily-loss breach not yet sent to execution
 
     def handle(self, message: object, now: int) -> Outbox:
         """Update the context and state; answer ``OpenApproved`` with ``PlaceIntent`` or nothing."""
@@ -123,7 +124,16 @@ class RiskCore:
         elif isinstance(message, CandleClosed):
             tf_ms = TIMEFRAME_MS.get(message.timeframe, 0)
             self._saw_data(message.symbol, message.candle.open_time + tf_ms)
-        return []
+        return self._take_latch(now)
+
+    def _take_latch(self, now: int) -> Outbox:
+        """A daily-loss breach latches the kill switch: working entries and take-profits go,
+        stops stay, and entries stay off until an operator resumes."""
+        reason, self._latch_reason = self._latch_reason, ""
+        if not reason:
+            return []
+        self._log.error("kill_switch_triggered", reason=reason)
+        return [(EXECUTION, KillSwitchChanged(True, reason, now))]
 
     def context(self, symbol: str, signal_time: int, now: int) -> RiskContext:
         """The account and market as risk sees them for an entry on ``symbol``."""
@@ -215,6 +225,7 @@ class RiskCore:
         )
         if self.state.daily_latched and not before.daily_latched:
             self._log.warning("daily_loss_latched", loss=str(-self.state.realized_pnl))
+            self._latch_reason = "daily loss limit reached"
         if self.state.cooldown_until(trade.symbol) != before.cooldown_until(trade.symbol):
             self._log.warning(
                 "cooldown_started",
@@ -233,6 +244,7 @@ class RiskCore:
         self.state = record_equity(self.state, message.equity, now, self.params)
         if self.state.daily_latched and not latched:
             self._log.warning("daily_loss_latched", equity=str(message.equity))
+            self._latch_reason = "daily loss limit reached"
 
     def _roll(self, now: int) -> None:
         if self.equity is None:

@@ -126,10 +126,13 @@ def test_an_old_signal_needs_newer_market_data() -> None:
 
 def test_daily_loss_latches_after_losing_trades_until_the_next_utc_day() -> None:
     c = core()
-    c.handle(TradeClosed("p1", "PF_1", D(-200), -1.0, NOW - 2_000), NOW - 2_000)
+    assert c.handle(TradeClosed("p1", "PF_1", D(-200), -1.0, NOW - 2_000), NOW - 2_000) == []
     assert not c.state.daily_latched
-    c.handle(TradeClosed("p2", "PF_2", D(-150), -1.0, NOW - 1_000), NOW - 1_000)
+    out = c.handle(TradeClosed("p2", "PF_2", D(-150), -1.0, NOW - 1_000), NOW - 1_000)
     assert c.state.daily_latched  # 350 lost >= 3% of 10000
+    # the breach latches the kill switch once: entries and take-profits go, stops stay
+    assert out == [(EXECUTION, KillSwitchChanged(True, "daily loss limit reached", NOW - 1_000))]
+    assert c.handle(Tick(NOW), NOW) == []
     assert c.state.realized_pnl == D(-350)
     with capture_logs() as logs:
         assert c.handle(approved(), NOW) == []
