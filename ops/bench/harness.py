@@ -94,6 +94,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("adapter", "ops.bench.adapter:run", "exchange port via ccxt over loopback; feed"),
     BenchSpec("protection", "ops.bench.protection:run", "fill seen -> stop acked at the emulator"),
     BenchSpec("pipeline", "ops.bench.pipeline:run", "candle close -> entry acked, many symbols"),
+    BenchSpec("reconcile", "ops.bench.reconcile:run", "one reconciliation pass, 200 positions"),
 )
 
 

@@ -89,6 +89,8 @@ def test_all_quick_lists_every_benchmark() -> None:
         _check_bench_object(obj)
     store = next(b for b in doc["benches"] if b["bench"] == "store")
     assert set(STORE_METRICS) <= set(store["results"])
+    rec = next(b for b in doc["benches"] if b["bench"] == "reconcile")["results"]
+    assert rec["reconcile_requests"]["value"] == rec["reconcile_requests_small"]["value"]
 
 
 def test_unknown_name_exits_2_with_the_known_names() -> None:
