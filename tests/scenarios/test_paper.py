@@ -21,6 +21,7 @@ from actors.modes import run_paper
 from actors.runtime import Call, System
 from adapters.settings import load_settings
 from domain.position_table import TERMINAL
+from ops import operate
 from persistence.store import PositionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,10 +118,20 @@ def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> No
             time.sleep(0.25)
         restarts = system.supervisor.restarts()
         final_naked = naked_symbols(_state(system.venue_url))
+        # the operator's kill reaches the running service through its control inbox
+        asked = time.monotonic()
+        killed = operate.execute(settings, "paper", "kill", {"reason": "scenario"}, by="test")
+        kill_s = time.monotonic() - asked
+        after_kill = _state(system.venue_url)
     finally:
         stop.set()
         thread.join(60)
     assert holder.get("code") == 0
+    assert killed["via"] == "service" and killed["latched"], killed
+    assert kill_s < 10, f"the service took {kill_s:.1f}s to carry out a kill"
+    left = [o for a in after_kill["accounts"] for o in a["open_orders"]]
+    assert all(o["kind"] == "stp" and o["reduce_only"] for o in left), left
+    assert naked_symbols(after_kill) == set()
     # at least one sample a second on average, so no naked stretch longer than the
     # fill -> stop window can hide between two samples
     assert samples >= RUN_S
@@ -131,6 +142,7 @@ def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> No
     with PositionStore.open(tmp_path / "data" / "paper" / "positions.db", readonly=True) as store:
         states = store.states()
         assert sum(1 for s in states.values() if s in TERMINAL) >= 1, states
+        assert store.get_value("kill_switch")["latched"] is True
         for pos in store.load_active():  # anything left open at shutdown rests protected
             assert pos.current.value in ("protected", "pending"), pos
             pos.discard()
