@@ -9,6 +9,7 @@ is not shown here.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"store: {report['store']}",
         f"kill switch: {latch}",
-        f"last reconciliation: {report['last_reconciliation'] or 'never'}",
+        f"last reconciliation: {_reconciliation(report['last_reconciliation'])}",
     ]
     if not report["positions"]:
         return "\n".join([*lines, "positions: none"])
@@ -77,6 +78,19 @@ def render(report: dict[str, Any]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _reconciliation(last: dict[str, Any] | None) -> str:
+    if not last:
+        return "never"
+    when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(last["at"] / 1000))
+    found = ", ".join(f"{n} {kind}" for kind, n in sorted(last.get("symbols", {}).items()))
+    text = f"{last['status']} at {when}, {last.get('actions', 0)} action(s)"
+    if found:
+        text += f"; {found}"
+    if last.get("error"):
+        text += f"; venue unreadable: {last['error']}"
+    return text
 
 
 def to_json(report: dict[str, Any]) -> str:
