@@ -5,8 +5,8 @@ to send as ``(destination, message)`` pairs and touches nothing else shared. A t
 runs a core live (messages arrive on its thread, the outbox goes through the directory); a
 backtest dispatches the very same cores synchronously, with a simulated clock.
 
-Destination names: ``allocator``, ``risk``, ``execution``, ``protection``, ``control``, and
-``analyzer:<symbol>`` (one analyzer per symbol).
+Destination names: ``allocator``, ``risk``, ``execution``, ``protection``, ``alerts``,
+``control``, and ``analyzer:<symbol>`` (one analyzer per symbol).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ ALLOCATOR = "allocator"
 RISK = "risk"
 EXECUTION = "execution"
 PROTECTION = "protection"
+ALERTS = "alerts"
 CONTROL = "control"
 
 

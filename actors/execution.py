@@ -3,10 +3,14 @@
 Every order is written ahead (committed with status ``sending``) before it is sent. The answer
 moves the journal and the position: acked, rejected (the position reacts), or ambiguous (marked
 ``unknown`` and resolved by looking the client id up; never re-sent). A stop goes out as soon as
-any quantity is exposed and is re-sized, at the same price, after further fills. A stop that
-keeps failing is retried with back-off and after ``max_stop_attempts`` the position is
-flattened with a reduce-only market order (the full protection ladder belongs to the protection
-monitor). On a terminal state, the position's leftover stop and take-profits are cancelled.
+any quantity is exposed and is re-sized, at the same price, after further fills. Once a stop
+attempt of a position has failed, execution places no further stop for it on its own: the
+protection ladder (:mod:`actors.ladder`) decides every retry, variant, flatten and quarantine,
+and execution carries out its commands (``EnsureStop``, ``Flatten(force=True)``,
+``Quarantine``), at most one order per command, reporting every stop and exit attempt back as
+an ``OrderOutcome``. Ordinary closes keep their own back-off and are quarantined after
+``max_exit_attempts`` refusals. On a terminal state, the position's leftover stop and
+take-profits are cancelled.
 
 Fills are polled from the venue (``Tick``) with an overlap window and applied idempotently by
 fill id; the poll cursor is persisted. Orders left ``sending``/``unknown`` by a crash are
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import structlog
@@ -32,9 +36,12 @@ from actors.messages import (
     EnsureStop,
     Flatten,
     KillSwitchChanged,
+    OrderOutcome,
+    Outcome,
     PlaceIntent,
     PositionChanged,
     PositionView,
+    Quarantine,
     StopEntries,
     Tick,
     TradeClosed,
@@ -73,9 +80,8 @@ EQUITY_EVERY_MS = 30_000
 
 @dataclass(frozen=True, slots=True)
 class ExecutionParams:
-    stop_retry_initial_ms: int = 500
-    stop_retry_max_ms: int = 10_000
-    max_stop_attempts: int = 5
+    exit_retry_initial_ms: int = 500  # back-off of ordinary closes (the ladder paces its own)
+    exit_retry_max_ms: int = 10_000
     max_exit_attempts: int = 3  # then the position is quarantined for an operator
     ambiguous_grace_s: float = 5.0  # an unclear order not found at the venue is only
     # counted as refused after this long (it may not be visible yet)
@@ -110,7 +116,7 @@ class ExecutionCore:
         self.kill_latched = bool((store.get_value("kill_switch") or {}).get("latched", False))
         self._targets: dict[str, tuple[tuple[Decimal, Decimal], ...]] = {}
         self._expiry: dict[str, int] = {}
-        self._stop_retry: dict[str, _StopRetry] = {}
+        self._ladder_owned: set[str] = set()  # a stop failed: the protection ladder drives it
         self._exposed_at: dict[str, float] = {}
         self._last_stop: dict[str, Decimal] = {}  # price of a stop the venue dropped
         self._exit_retry: dict[str, _StopRetry] = {}
@@ -138,17 +144,15 @@ class ExecutionCore:
                 self._open(intent, now)
             case Tick():
                 self._tick(now)
-            case EnsureStop(symbol=symbol, reason=reason):
-                pos = self.registry.get(symbol)
-                if pos is not None:
-                    log.warning("stop_requested", symbol=symbol, reason=reason, position_id=pos.id)
-                    self._verify_stop(pos, now)
-                    self._protect(pos, now, force=True)
+            case EnsureStop() as command:
+                self._ensure_stop(command, now)
             case CloseRequested(symbol=symbol, reason=reason):
                 self._close(symbol, reason, now)
-            case Flatten(symbol=symbol, reason=reason):
+            case Flatten(symbol=symbol, reason=reason, force=force):
                 for sym in [symbol] if symbol else list(self.registry):
-                    self._close(sym, reason, now)
+                    self._close(sym, reason, now, force=force)
+            case Quarantine(symbol=symbol, reason=reason):
+                self._quarantine(symbol, reason, now)
             case KillSwitchChanged(latched=latched, reason=reason):
                 self._kill(latched, reason, now)
             case StopEntries(reason=reason):
@@ -219,6 +223,8 @@ class ExecutionCore:
             )
             log.warning("order_outcome_unknown", client_id=order.client_id, error=str(err))
             self._resolve(order.client_id, now)
+            if order.client_id in self._unresolved:
+                self._outcome(order, Outcome.UNKNOWN, str(err), now)
         except Temporary as err:  # refused before the venue acted (rate limit, nonce)
             self._rejected(pos, order, f"temporary: {err}", now)
         else:
@@ -233,7 +239,8 @@ class ExecutionCore:
                 now,
             )
             if change is not None:
-                self._stop_retry.pop(pos.id, None)
+                self._ladder_owned.discard(pos.id)
+                self._outcome(order, Outcome.ACKED, "", now)
                 exposed_at = self._exposed_at.pop(pos.id, None)
                 if exposed_at is not None and self._on_latency is not None:
                     self._on_latency(acked_at - exposed_at)
@@ -243,6 +250,7 @@ class ExecutionCore:
             return
         update = OrderUpdate(order.client_id, OrderStatus.ACKED, placed.exchange_id)
         self.store.update_order(update, at=now)
+        self._outcome(order, Outcome.ACKED, "", now)
 
     def _rejected(self, pos: Position, order: Order, reason: str, now: int) -> None:
         log.warning(
@@ -252,11 +260,13 @@ class ExecutionCore:
         if order.role is OrderRole.ENTRY:
             self._apply(pos, lambda: pos.on_entry_rejected(cid, reason, at=now), now)
         elif order.role is OrderRole.STOP:
-            self._stop_failed(pos, now)
+            self._ladder_owned.add(pos.id)
             self._apply(pos, lambda: pos.on_stop_rejected(cid, reason, at=now), now)
+            self._outcome(order, Outcome.REJECTED, reason, now)
         elif order.role is OrderRole.EXIT:
             self._backoff(self._exit_retry, pos, now)
             self._apply(pos, lambda: pos.on_exit_failed(cid, reason, at=now), now)
+            self._outcome(order, Outcome.REJECTED, reason, now)
         else:
             self.store.update_order(OrderUpdate(cid, OrderStatus.REJECTED, reason=reason), at=now)
 
@@ -383,13 +393,13 @@ class ExecutionCore:
         for key in (
             self._targets,
             self._expiry,
-            self._stop_retry,
             self._exposed_at,
             self._last_stop,
             self._exit_retry,
             self._entry_end_pending,
         ):
             key.pop(pos.id, None)
+        self._ladder_owned.discard(pos.id)
         for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
             self._cancel(pos.symbol, order.client_id, now)  # the rest of an entry included
         d = pos.data
@@ -405,23 +415,89 @@ class ExecutionCore:
             "position_closed", position_id=pos.id, symbol=pos.symbol, state=pos.state, pnl=str(pnl)
         )
 
-    def _protect(self, pos: Position, now: int, *, force: bool = False) -> None:
+    def _protect(
+        self,
+        pos: Position,
+        now: int,
+        *,
+        force: bool = False,
+        trigger_signal: str | None = None,
+        price: Decimal | None = None,
+    ) -> None:
+        """Place a stop for all exposure, unless one is in flight or one covering it rests.
+
+        Unforced (exposure appeared, a re-size, a tick) only while no stop of the position has
+        failed; after that only forced calls (the ladder's commands, reconciliation) place one,
+        also for a quarantined position (a stop on a naked one only makes it safer).
+        A forced call always answers with an ``OrderOutcome``, also when nothing was sent.
+        ``price`` (put on the grid here) and ``trigger_signal`` are the ladder's variants.
+        """
         d = pos.data
-        if pos.current not in EXPOSED or d.stop_pending is not None or pos.current is State.EXITING:
+        skip: tuple[Outcome, str] | None = None
+        if d.stop_pending is not None:
+            skip = Outcome.IN_FLIGHT, f"stop {d.stop_pending.client_id} is unresolved"
+        elif pos.current is State.EXITING:
+            skip = Outcome.SKIPPED, "an exit is in flight"
+        elif pos.current not in EXPOSED and not (force and pos.current is State.QUARANTINED):
+            skip = Outcome.SKIPPED, f"position is {pos.state}"
+        elif d.stop_resting is not None and d.stop_resting.qty == d.remaining:
+            skip = Outcome.SKIPPED, "a stop covering the position rests at the venue"
+        if skip is None and not force and pos.id in self._ladder_owned:
+            return  # a stop failed: the protection ladder decides the next attempt
+        if skip is None:
+            inst = self.instruments[pos.symbol]
+            stop = self._stop_price(pos) if price is None else inst.stop_price(price, pos.side)
+            change = self._apply(pos, lambda: pos.submit_stop(stop, at=now), now)
+            if change is not None:
+                order = change.orders[0]
+                if trigger_signal is not None:
+                    order = replace(order, trigger_signal=trigger_signal)
+                self._send(pos, order, now)
+                return
+            skip = Outcome.SKIPPED, f"the position refused a stop at {stop}"
+        if skip[0] is Outcome.SKIPPED:
+            self._ladder_owned.discard(pos.id)  # nothing for the ladder to drive
+        if force:
+            self._tell(OrderOutcome(pos.symbol, pos.id, OrderRole.STOP, "", *skip, now))
+
+    def _ensure_stop(self, command: EnsureStop, now: int) -> None:
+        """The ladder asks for a stop: check the one we believe rests (a venue-side cancel is
+        found here), then place one of the variant asked for unless a correct one works."""
+        pos = self.registry.get(command.symbol)
+        if pos is None:
+            skip = Outcome.SKIPPED, "not managed"
+            self._tell(OrderOutcome(command.symbol, "", OrderRole.STOP, "", *skip, now))
             return
-        if d.stop_resting is not None and d.stop_resting.qty == d.remaining:
+        log.warning(
+            "stop_requested",
+            symbol=pos.symbol,
+            position_id=pos.id,
+            reason=command.reason,
+            variant=command.variant.value,
+            trigger_signal=command.trigger_signal,
+            price=None if command.price is None else str(command.price),
+        )
+        self._ladder_owned.add(pos.id)  # a stop found lost is re-placed as the ladder asks
+        self._verify_stop(pos, now)
+        self._protect(
+            pos, now, force=True, trigger_signal=command.trigger_signal, price=command.price
+        )
+
+    def _quarantine(self, symbol: str, reason: str, now: int) -> None:
+        pos = self.registry.get(symbol)
+        if pos is None:
+            log.warning("quarantine_ignored", symbol=symbol, reason=reason)
             return
-        retry = self._stop_retry.get(pos.id)
-        if retry is not None and now < retry.next_at and not force:
-            return
-        if retry is not None and retry.failures >= self.params.max_stop_attempts:
-            log.error("stop_attempts_exhausted", position_id=pos.id, symbol=pos.symbol)
-            self._close(pos.symbol, "stop could not be placed", now)
-            return
-        price = self._stop_price(pos)
-        change = self._apply(pos, lambda: pos.submit_stop(price, at=now), now)
-        if change is not None:
-            self._send(pos, change.orders[0], now)
+        log.error("position_quarantine_requested", position_id=pos.id, reason=reason)
+        self._apply(pos, lambda: pos.quarantine(reason, at=now), now)
+
+    def _outcome(self, order: Order, outcome: Outcome, reason: str, now: int) -> None:
+        if order.role in URGENT:
+            self._tell(OrderOutcome.of(order, outcome, reason, now))
+
+    def _tell(self, outcome: OrderOutcome) -> None:
+        """Tell protection how a stop or exit attempt went: its ladder counts on it."""
+        self._out.append((PROTECTION, outcome))
 
     def _verify_stop(self, pos: Position, now: int) -> None:
         """Ask the venue whether the stop we believe rests is still working."""
@@ -455,15 +531,12 @@ class ExecutionCore:
         raw = entry * (1 - frac) if pos.side is PositionSide.LONG else entry * (1 + frac)
         return inst.stop_price(raw, pos.side)
 
-    def _stop_failed(self, pos: Position, now: int) -> None:
-        self._backoff(self._stop_retry, pos, now)
-
     def _backoff(self, table: dict[str, _StopRetry], pos: Position, now: int) -> None:
         retry = table.setdefault(pos.id, _StopRetry())
         retry.failures += 1
         wait = min(
-            self.params.stop_retry_max_ms,
-            self.params.stop_retry_initial_ms * 2 ** (retry.failures - 1),
+            self.params.exit_retry_max_ms,
+            self.params.exit_retry_initial_ms * 2 ** (retry.failures - 1),
         )
         retry.next_at = now + wait
 
@@ -481,17 +554,30 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ closing, kill switch
 
-    def _close(self, symbol: str, reason: str, now: int) -> None:
+    def _close(self, symbol: str, reason: str, now: int, *, force: bool = False) -> None:
+        """Exit all exposure with a reduce-only market order. ``force`` (the protection ladder,
+        which paces and caps its own attempts): no back-off or attempt cap here, and an
+        ``OrderOutcome`` answers even when nothing is sent."""
         pos = self.registry.get(symbol)
+        skip = OrderOutcome(
+            symbol, pos.id if pos else "", OrderRole.EXIT, "", Outcome.SKIPPED, "", now
+        )
         if pos is None:
+            if force:
+                self._tell(replace(skip, reason="not managed"))
             return
         self._end_entry(pos, reason, now)
         if pos.is_terminal or pos.remaining <= 0 or pos.data.exit_client_id is not None:
+            busy = pos.data.exit_client_id is not None and not pos.is_terminal
+            if force and busy:
+                self._tell(replace(skip, outcome=Outcome.IN_FLIGHT, reason="exit unresolved"))
+            elif force:
+                self._tell(replace(skip, reason="no exposure"))
             return
         retry = self._exit_retry.get(pos.id)
-        if retry is not None and now < retry.next_at:
+        if not force and retry is not None and now < retry.next_at:
             return  # an exit was just refused: wait, never loop
-        if retry is not None and retry.failures >= self.params.max_exit_attempts:
+        if not force and retry is not None and retry.failures >= self.params.max_exit_attempts:
             log.error("exit_attempts_exhausted", position_id=pos.id, symbol=symbol)
             self._apply(pos, lambda: pos.quarantine("exit refused repeatedly", at=now), now)
             return
@@ -499,6 +585,8 @@ class ExecutionCore:
         if change is not None:
             self._send(pos, change.orders[0], now)
             self._poll_fills(now)
+        elif force:
+            self._tell(replace(skip, reason="the position refused the exit"))
 
     def _end_entry(self, pos: Position, reason: str, now: int) -> None:
         """Cancel a working entry; it only counts as ended once its fills are all applied."""

@@ -5,17 +5,19 @@ feed client's own and are re-exported here, so the feed's output is delivered as
 
 Flow: feed -> CandleClosed/MarkPrice/FeedStale/FeedFresh -> analyzers -> SignalProposed ->
 allocator -> OpenApproved -> risk -> PlaceIntent -> execution; execution -> PositionChanged and
-TradeClosed -> allocator, risk, protection; protection -> EnsureStop/Flatten -> execution;
-control -> KillSwitchChanged -> risk, execution. Timers send Tick.
+TradeClosed -> allocator, risk, protection; protection -> EnsureStop/Flatten/Quarantine ->
+execution; execution -> OrderOutcome (stops and exits) -> protection; protection -> Alert -> alerts;
+protection (ladder exhausted) and control -> KillSwitchChanged -> risk, execution. Timers send Tick.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from adapters.marketdata.events import CandleClosed, FeedFresh, FeedStale, MarkPrice
-from domain.models import OrderIntent, PositionSide, Signal
+from domain.models import Order, OrderIntent, OrderRole, PositionSide, Signal
 from domain.position_table import State
 
 
@@ -101,20 +103,107 @@ class TradeClosed:
     closed_at: int
 
 
+class StopVariant(StrEnum):
+    """Which stop the protection ladder asks for."""
+
+    NORMAL = "normal"  # the position's own stop price, the venue's default trigger signal
+    OTHER_TRIGGER = "other_trigger"  # the same price on the other trigger signal (mark vs last)
+    WIDENED = "widened"  # a price beyond the current mark (the venue said "would trigger now")
+
+
 @dataclass(frozen=True, slots=True)
 class EnsureStop:
-    """Protection found an exposed position without a correct resting stop."""
+    """Protection found an exposed position without a correct resting stop: place one.
+
+    ``trigger_signal`` (``"last"``/``"mark"``; None: the adapter's default) and ``price`` (None:
+    the position's own stop price) carry the ladder's alternative variants. Execution places at
+    most one stop per command and answers with an :class:`OrderOutcome`.
+    """
+
+    symbol: str
+    reason: str
+    variant: StopVariant = StopVariant.NORMAL
+    trigger_signal: str | None = None
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flatten:
+    """Close exposure with reduce-only market orders: one symbol, or all when ``symbol`` is None.
+
+    ``force``: sent by the protection ladder, which paces and caps its own attempts, so
+    execution's back-off and attempt cap for ordinary closes do not apply.
+    """
+
+    symbol: str | None
+    reason: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """The protection ladder is exhausted: quarantine the symbol's position for an operator."""
 
     symbol: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Flatten:
-    """Close exposure with reduce-only market orders: one symbol, or all when ``symbol`` is None."""
+class Outcome(StrEnum):
+    """What became of a protective order (a stop, or an exit sent to flatten)."""
 
-    symbol: str | None
+    ACKED = "acked"  # the venue accepted it
+    REJECTED = "rejected"  # refused (definitively, or temporarily: rate limit), nothing working
+    UNKNOWN = "unknown"  # no clear answer: resolved by client id, never re-sent meanwhile
+    IN_FLIGHT = "in_flight"  # not sent: an earlier order of the same role is still unresolved
+    SKIPPED = "skipped"  # not sent: nothing to do, or the position refused it (``reason``)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    """Execution tells protection how a stop or exit attempt went (automatic or commanded)."""
+
+    symbol: str
+    position_id: str
+    role: OrderRole
+    client_id: str
+    outcome: Outcome
     reason: str
+    at: int
+    price: Decimal | None = None
+    trigger_signal: str | None = None
+
+    @classmethod
+    def of(cls, order: Order, outcome: Outcome, reason: str, at: int) -> OrderOutcome:
+        """The outcome of sending ``order`` (a stop's trigger price and signal included)."""
+        return cls(
+            order.symbol,
+            order.position_id or "",
+            order.role,
+            order.client_id,
+            outcome,
+            reason,
+            at,
+            order.trigger_price,
+            order.trigger_signal,
+        )
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something an operator should hear about (the alerts actor logs and relays it)."""
+
+    kind: str
+    severity: Severity
+    symbol: str | None
+    text: str
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +227,7 @@ class SnapshotRequest:
 
 __all__ = [
     "AccountEquity",
+    "Alert",
     "CandleClosed",
     "CloseRequested",
     "EnsureStop",
@@ -147,12 +237,17 @@ __all__ = [
     "KillSwitchChanged",
     "MarkPrice",
     "OpenApproved",
+    "OrderOutcome",
+    "Outcome",
     "PlaceIntent",
     "PositionChanged",
     "PositionView",
+    "Quarantine",
+    "Severity",
     "SignalProposed",
     "SnapshotRequest",
     "StopEntries",
+    "StopVariant",
     "Tick",
     "TradeClosed",
 ]

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from actors.alerts import AlertsCore
 from actors.allocator import AllocatorCore
 from actors.analyzer import AnalyzerCore
 from actors.control import Command, ControlCore
@@ -226,8 +227,9 @@ def build_system(
         EXECUTION: lambda: ExecutionCore(
             port, store, params=exec_params, on_latency=latencies.append
         ),
-        PROTECTION: lambda: ProtectionCore(
-            port, interval_ms=int(settings.protection.check_interval_s * 1000 * speed)
+        PROTECTION: lambda: ProtectionCore.from_settings(port, settings.protection, speed=speed),
+        AlertsCore.name: lambda: AlertsCore(
+            window_ms=int(settings.protection.quarantine_alert_interval_s * 1000 * speed)
         ),
         RISK: lambda: RiskCore(risk_params, instruments),
         ALLOCATOR: lambda: AllocatorCore(alloc_params, instruments, risk_params),
@@ -290,6 +292,7 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
                 directory.tell(analyzer(symbol), event)
             case MarkPrice(ts=ts):
                 clock.observe(ts)
+                directory.tell(PROTECTION, event)  # a widened stop is priced off the mark
             case FeedStale(symbol=symbol) | FeedFresh(symbol=symbol):
                 directory.tell(analyzer(symbol), event)
                 directory.tell(RISK, event)

@@ -260,13 +260,16 @@ class AllocatorSettings(_Section):
 
 
 class ProtectionSettings(_Section):
-    """Protection monitor: stop verification and the escalation ladder."""
+    """Protection monitor: stop verification and the escalation ladder (actors/ladder.py)."""
 
     check_interval_s: float = Field(default=5.0, gt=0)
+    naked_grace_s: float = Field(default=2.0, gt=0)
     stop_ack_timeout_s: float = Field(default=10.0, gt=0)
     retry_backoff_s: float = Field(default=2.0, gt=0)
     max_stop_retries: int = Field(default=3, ge=0)
+    widen_frac: float = Field(default=0.01, gt=0, lt=0.2)
     flatten_after_s: float = Field(default=60.0, gt=0)
+    max_flatten_attempts: int = Field(default=3, ge=1)
     quarantine_alert_interval_s: float = Field(default=60.0, gt=0)
     adopted_stop_distance_frac: float = Field(default=0.05, gt=0, lt=0.5)
 
@@ -277,6 +280,8 @@ class ProtectionSettings(_Section):
             problems.append(("flatten_after_s", "must be > protection.stop_ack_timeout_s"))
         if self.flatten_after_s <= self.check_interval_s:
             problems.append(("flatten_after_s", "must be > protection.check_interval_s"))
+        if self.flatten_after_s <= self.naked_grace_s:
+            problems.append(("flatten_after_s", "must be > protection.naked_grace_s"))
         _fail_all(problems)
         return self
 

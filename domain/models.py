@@ -203,6 +203,7 @@ class Order:
     exchange_id: str | None = None
     position_id: str | None = None
     filled_qty: Decimal = Decimal(0)
+    trigger_signal: str | None = None  # stops: "last" or "mark"; None = the adapter's default
 
 
 @dataclass(frozen=True, slots=True)

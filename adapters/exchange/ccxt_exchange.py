@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 import structlog
 
+from adapters.crashpoints import crash_point
 from adapters.exchange.budget import RequestBudget
 from adapters.exchange.convert import (
     candle_from_row,
@@ -231,16 +232,19 @@ class CcxtExchange:
         price = float(order.price) if order.price is not None else None
         if order.trigger_price is not None:
             key = "triggerPrice" if order.type is OrderType.STOP else "takeProfitPrice"
-            params.update({key: float(order.trigger_price), "triggerSignal": self._stop_trigger})
+            signal = order.trigger_signal or self._stop_trigger
+            params.update({key: float(order.trigger_price), "triggerSignal": signal})
         urgent = order.role in URGENT_ROLES
         side = order.side.value
         amount = float(order.qty)
+        crash_point(f"before_send:{order.role.value}")  # test hook, inert unless armed
         raw = self._call(
             "sendorder",
             lambda c: c.create_order(order.symbol, kind, side, amount, price, params),
             urgent=urgent,
             write=True,
         )
+        crash_point(f"after_send:{order.role.value}")
         status = order_from_ccxt(raw).status
         log.info(
             "order_placed",

@@ -201,6 +201,7 @@ class InProcessExchange:
                 order.qty,
                 limit_price=None if order.type is OrderType.MARKET else order.price,
                 stop_price=order.trigger_price if order.type in _TRIGGER_TYPES else None,
+                trigger_signal=order.trigger_signal or "last",
                 reduce_only=order.reduce_only,
                 cli_ord_id=order.client_id or None,
             )

@@ -11,9 +11,15 @@ from actors.core import ALLOCATOR, PROTECTION, RISK
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import (
     CloseRequested,
+    EnsureStop,
+    Flatten,
     KillSwitchChanged,
+    OrderOutcome,
+    Outcome,
     PlaceIntent,
     PositionChanged,
+    Quarantine,
+    StopVariant,
     Tick,
     TradeClosed,
 )
@@ -40,9 +46,7 @@ def store(tmp_path: Path):
 
 
 def core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
-    return ExecutionCore(
-        venue.port, store, params=ExecutionParams(stop_retry_initial_ms=100, max_stop_attempts=3)
-    )
+    return ExecutionCore(venue.port, store, params=ExecutionParams(exit_retry_initial_ms=100))
 
 
 def intent(
@@ -111,36 +115,105 @@ def test_expired_limit_entry_is_cancelled(venue: InProcessHarness, store: Positi
     assert venue.port.open_orders(BTC) == []
 
 
-def test_rejected_stop_is_retried_with_back_off(
+def outcomes(out: list) -> list[tuple[str, Outcome]]:
+    return [
+        (m.role.value, m.outcome) for d, m in out if d == PROTECTION and isinstance(m, OrderOutcome)
+    ]
+
+
+def test_a_rejected_stop_waits_for_the_ladder(
     venue: InProcessHarness, store: PositionStore
 ) -> None:
+    """After a failed stop, execution sends no stop on its own: only the ladder's commands."""
     ex = core(venue, store)
     venue.inject(Fault.REJECT_STOP, times=2)
     now = venue.now_ms()
-    ex.handle(intent(), now)
+    out = ex.handle(intent(), now)
     (pos,) = ex.registry.values()
     assert pos.current is State.UNPROTECTED
-    ex.handle(Tick(now + 10), now + 10)  # inside the back-off: no new attempt
+    assert outcomes(out) == [("sl", Outcome.REJECTED)]
+    (rejected,) = [m for _, m in out if isinstance(m, OrderOutcome)]
+    assert rejected.reason == "invalidPrice"
+    assert rejected.price == D(48001)
+    for step in range(1, 5):  # ticks alone never retry: the ladder decides
+        ex.handle(Tick(now + step * 5000), now + step * 5000)
     assert venue.pending_faults() == 1
-    ex.handle(Tick(now + 1000), now + 1000)  # second attempt, rejected again
+    out = ex.handle(EnsureStop(BTC, "retry"), now + 30_000)  # one command, one attempt
+    assert outcomes(out) == [("sl", Outcome.REJECTED)]
     assert venue.pending_faults() == 0
-    ex.handle(Tick(now + 5000), now + 5000)
+    out = ex.handle(EnsureStop(BTC, "retry"), now + 40_000)
+    assert outcomes(out) == [("sl", Outcome.ACKED)]
     assert pos.current is State.PROTECTED
+    assert len(venue_stops(venue)) == 1
+    out = ex.handle(EnsureStop(BTC, "again"), now + 50_000)  # covered: nothing is sent
+    assert outcomes(out) == [("sl", Outcome.SKIPPED)]
     assert len(venue_stops(venue)) == 1
 
 
-def test_stop_that_cannot_be_placed_ends_in_a_flatten(
+def test_stop_variants_carry_the_trigger_signal_and_price(
     venue: InProcessHarness, store: PositionStore
 ) -> None:
     ex = core(venue, store)
-    venue.inject(Fault.REJECT_STOP, times=10)
+    venue.inject(Fault.REJECT_STOP, times=1)
     now = venue.now_ms()
     ex.handle(intent(), now)
     (pos,) = ex.registry.values()
-    for step in range(1, 8):
-        ex.handle(Tick(now + step * 5000), now + step * 5000)
+    command = EnsureStop(BTC, "widen", StopVariant.WIDENED, "mark", D("47500.37"))
+    out = ex.handle(command, now + 1000)
+    assert outcomes(out) == [("sl", Outcome.ACKED)]
+    assert pos.current is State.PROTECTED
+    assert pos.data.stop_resting is not None
+    assert pos.data.stop_resting.price == D(47501)  # on the grid, rounded toward profit
+    (resting,) = [o for o in venue.engine.open_orders("conformance") if o.kind.is_trigger]
+    assert resting.trigger_signal is not None
+    assert resting.trigger_signal.value == "mark"
+
+
+def test_a_command_while_a_stop_is_unresolved_sends_nothing(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    wall = [0.0]
+    params = ExecutionParams(ambiguous_grace_s=5.0)
+    ex = ExecutionCore(venue.port, store, params=params, monotonic=lambda: wall[0])
+    now = venue.now_ms()
+    ex.handle(intent(), now)
+    (pos,) = ex.registry.values()
+    (stop,) = venue_stops(venue)
+    with venue.port.lock:
+        venue.engine.venue_cancel(stop.exchange_id)
+    venue.inject(Fault.TIMEOUT_BEFORE_ACCEPT, times=1)
+    out = ex.handle(EnsureStop(BTC, "lost"), now)  # found lost, re-placed, the answer lost
+    assert outcomes(out) == [("sl", Outcome.UNKNOWN)]
+    out = ex.handle(EnsureStop(BTC, "again"), now + 1000)
+    assert outcomes(out) == [("sl", Outcome.IN_FLIGHT)]
+    assert venue_stops(venue) == []  # nothing re-sent while the first one is unresolved
+    wall[0] = 10.0  # past the grace: the venue never saw it, so it counts as refused
+    out = ex.handle(Tick(now + 2000), now + 2000)
+    assert outcomes(out) == [("sl", Outcome.REJECTED)]
+    assert pos.current is State.UNPROTECTED
+    out = ex.handle(EnsureStop(BTC, "retry"), now + 3000)
+    assert outcomes(out) == [("sl", Outcome.ACKED)]
+    assert pos.current is State.PROTECTED
+
+
+def test_forced_flatten_and_quarantine_commands(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    ex = core(venue, store)
+    now = venue.now_ms()
+    ex.handle(intent(), now)
+    (pos,) = ex.registry.values()
+    out = ex.handle(Quarantine(BTC, "ladder exhausted"), now)
+    assert pos.current is State.QUARANTINED
+    assert pos.data.quarantine_reason == "ladder exhausted"
+    venue.inject(Fault.RATE_LIMIT_WRITE, times=1)
+    out = ex.handle(Flatten(BTC, "ladder", force=True), now + 1)
+    assert outcomes(out) == [("ex", Outcome.REJECTED)]
+    out = ex.handle(Flatten(BTC, "ladder", force=True), now + 2)  # no back-off of its own
+    assert ("ex", Outcome.ACKED) in outcomes(out)
     assert pos.current is State.CLOSED
-    assert [p for p in venue.port.positions() if p.symbol == BTC] == []
+    out = ex.handle(Flatten(BTC, "ladder", force=True), now + 3)
+    assert outcomes(out) == [("ex", Outcome.SKIPPED)]
 
 
 def test_ambiguous_stop_is_resolved_not_resent(
@@ -247,13 +320,13 @@ def test_a_refused_exit_never_loops_and_ends_in_quarantine(
     venue: InProcessHarness, store: PositionStore
 ) -> None:
     ex = core(venue, store)
-    venue.inject(Fault.REJECT_STOP, times=100)
     now = venue.now_ms()
     ex.handle(intent(), now)
     (pos,) = ex.registry.values()
-    venue.inject(Fault.RATE_LIMIT_WRITE, times=100)  # every exit is refused too
-    for step in range(1, 40):
-        ex.handle(Tick(now + step * 5000), now + step * 5000)
+    venue.inject(Fault.RATE_LIMIT_WRITE, times=100)  # every exit is refused
+    for step in range(1, 40):  # an ordinary close asked again and again
+        ex.handle(CloseRequested(BTC, "operator"), now + step * 50)
+        ex.handle(Tick(now + step * 50), now + step * 50)
     sent = [o for o in store.orders(position_id=pos.id) if o.role is OrderRole.EXIT]
     assert 1 <= len(sent) <= 3  # bounded attempts, with back-off between them
     assert pos.current is State.QUARANTINED
