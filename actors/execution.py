@@ -80,6 +80,7 @@ EQUITY_EVERY_MS = 30_000
 
 @dataclass(frozen=True, slots=True)
 class ExecutionParams:
+    latched_on_start: bool = False  # the kill switch, when no latch was ever persisted
     exit_retry_initial_ms: int = 500  # back-off of ordinary closes (the ladder paces its own)
     exit_retry_max_ms: int = 10_000
     max_exit_attempts: int = 3  # then the position is quarantined for an operator
@@ -113,7 +114,8 @@ class ExecutionCore:
         self.params = params or ExecutionParams()
         self.instruments: Mapping[str, Instrument] = port.instruments()
         self.registry: dict[str, Position] = {p.symbol: p for p in store.load_active()}
-        self.kill_latched = bool((store.get_value("kill_switch") or {}).get("latched", False))
+        latch = store.get_value("kill_switch")  # the persisted latch wins over the default
+        self.kill_latched = bool(latch["latched"]) if latch else self.params.latched_on_start
         self._targets: dict[str, tuple[tuple[Decimal, Decimal], ...]] = {}
         self._expiry: dict[str, int] = {}
         self._ladder_owned: set[str] = set()  # a stop failed: the protection ladder drives it

@@ -193,7 +193,8 @@ class System:
 def execution_params(settings: Settings) -> ExecutionParams:
     """Execution's parameters from the configuration (the service and the ops tools alike)."""
     return ExecutionParams(
-        adopted_stop_distance_frac=Decimal(str(settings.protection.adopted_stop_distance_frac))
+        adopted_stop_distance_frac=Decimal(str(settings.protection.adopted_stop_distance_frac)),
+        latched_on_start=settings.kill_switch.latched_on_start,
     )
 
 

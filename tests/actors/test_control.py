@@ -179,3 +179,13 @@ def test_inbox_requests_run_once_in_order_and_failures_are_recorded(
         assert status == FAILED and "explode" in error["error"]  # type: ignore[index]
         assert inbox.result(second)[0] == DONE
         assert not core.kill_latched
+
+
+def test_latched_on_start_applies_only_until_a_latch_was_persisted(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    params = ExecutionParams(latched_on_start=True)
+    assert ExecutionCore(venue.port, store, params=params).kill_latched
+    first = ExecutionCore(venue.port, store, params=params)
+    control.resume(by="tester")(first, venue.now_ms())  # an operator's decision is persisted
+    assert not ExecutionCore(venue.port, store, params=params).kill_latched
