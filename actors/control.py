@@ -42,12 +42,8 @@ PROTECTIVE = (Adopt, ForgetStop, PlaceStop)
 
 def gather(core: ExecutionCore, out: Outbox, body: Callable[[], Any]) -> Any:
     """Call ``body`` outside ``handle`` and keep what the core wanted to tell other actors."""
-    core._out = []
-    try:
+    with core.collecting(out):
         return body()
-    finally:
-        out.extend(core._out)
-        core._out = []
 
 
 def kill(reason: str, *, flatten: bool = False, by: str = "operator") -> Command:
@@ -290,7 +286,7 @@ def _stops(core: ExecutionCore) -> list[dict[str, str]]:
 
 def _stop_for(core: ExecutionCore, symbol: str) -> object:
     pos = core.registry.get(symbol)
-    return core._stop_price(pos) if pos is not None else None
+    return core.stops.price_for(pos) if pos is not None else None
 
 
 def _flatten(core: ExecutionCore, reason: str, now: int, out: Outbox) -> Result:

@@ -15,10 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from adapters.marketdata.events import CandleClosed, FeedFresh, FeedStale, MarkPrice
 from domain.models import Order, OrderIntent, OrderRole, PositionSide, Signal
 from domain.position_table import State
+
+if TYPE_CHECKING:
+    from domain.position import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,18 @@ class TradeClosed:
     pnl: Decimal
     r_multiple: float | None
     closed_at: int
+
+    @classmethod
+    def of(cls, pos: Position, at: int) -> TradeClosed:
+        """The result of a finished position; R against its planned stop, when it had one."""
+        d = pos.data
+        pnl = (d.exit_proceeds - d.entry_cost) * (1 if pos.side is PositionSide.LONG else -1)
+        pnl -= d.fees
+        risk = None
+        if pos.planned_stop is not None and d.avg_entry_price is not None and d.entry_filled:
+            risk = abs(d.avg_entry_price - pos.planned_stop) * d.entry_filled
+        r_multiple = float(pnl / risk) if risk else None
+        return cls(pos.id, pos.symbol, pnl, r_multiple, at)
 
 
 class StopVariant(StrEnum):

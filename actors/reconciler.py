@@ -53,8 +53,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 READY, RECHECK, NOT_READY = "ready", "recheck", "not_ready"
 LAST_RECONCILIATION = "last_reconciliation"
-FILL_OVERLAP_MS = 60_000
-FILL_CURSOR = "fill_cursor_ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +148,12 @@ class Reconciler:
     def _run(self, now: int, *, dry_run: bool, only: tuple[type, ...] | None) -> ReconcileReport:
         core = self.core
         if not dry_run:
-            for client_id in sorted(core._unresolved):
-                core._resolve(client_id, now)
-        unresolved = tuple(sorted(core._unresolved))
-        try:
-            applied = self._apply_fills(now, dry_run=dry_run)
+            core.orders.resolve_all(now)
+        unresolved = core.orders.unresolved()
+        try:  # fills since the cursor (a dry run leaves it where it is)
+            applied = core.apply_venue_fills(
+                now, lambda fill: self._apply_fill(fill, now, dry_run=dry_run), advance=not dry_run
+            )
             venue = Venue(core.port.positions(), core.port.open_orders(), core.instruments)
         except (Temporary, AmbiguousOutcome) as err:
             log.warning("reconciliation_read_failed", error=str(err))
@@ -184,26 +183,15 @@ class Reconciler:
 
     # ------------------------------------------------------------------ reading
 
-    def _apply_fills(self, now: int, *, dry_run: bool) -> int:
-        """Apply the venue's fills since the cursor; raises if they cannot be read."""
-        store = self.core.store
-        cursor = int(store.get_value(FILL_CURSOR, 0))
-        fills = self.core.port.fills(since=max(0, cursor - FILL_OVERLAP_MS) if cursor else None)
-        applied = 0
-        for fill in fills:
-            applied += self._apply_fill(fill, now, dry_run=dry_run)
-        if fills and not dry_run and max(f.ts for f in fills) > cursor:
-            store.set_value(FILL_CURSOR, max(f.ts for f in fills), at=now)
-        return applied
-
     def _apply_fill(self, fill: Fill, now: int, *, dry_run: bool) -> int:
+        """1 when ``fill`` is new to a managed position (a dry run applies it to a copy)."""
         parsed = parse_client_order_id(fill.client_id) if fill.client_id else None
-        pos = self.core._by_id(parsed[0]) if parsed else None
+        pos = self.core.position_by_id(parsed[0]) if parsed else None
         pos = self._copies.get(pos.id, pos) if pos is not None else None
         if parsed is None or pos is None or fill.fill_id in pos.data.fill_ids:
             return 0  # not ours, or of a finished position: its exposure is judged by the plan
         if not dry_run:
-            self.core._apply_fill(fill, now)
+            self.core.apply_fill(fill, now)
             return 1
         if pos.id not in self._copies:
             self._copies[pos.id] = self.core.store.load(pos.id)
@@ -228,7 +216,7 @@ class Reconciler:
                 continue
             gone = ended is None or ended.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
             if gone and (ended is None or ended.filled_qty <= pos.data.entry_filled):
-                core._finish_entry(pos, "not working at the venue", now)
+                core.finish_entry(pos, "not working at the venue", now)
 
     # ------------------------------------------------------------------ acting
 
@@ -263,19 +251,17 @@ class Reconciler:
             case AdjustQty():
                 return self._adjust(action, now)
             case ForgetStop(position_id=pid, client_id=cid):
-                pos = core._by_id(pid)
+                pos = core.position_by_id(pid)
                 if pos is None or pos.data.stop_resting is None:
                     return "skipped: no resting stop"
-                core._last_stop[pid] = pos.data.stop_resting.price
-                reason = "not open at the venue"
-                core._apply(pos, lambda: pos.on_stop_lost(cid, reason, at=now), now)
+                core.stops.forget(pos, cid, "not open at the venue", now)
                 return "forgotten"
             case PlaceStop(symbol=symbol):
                 pos = core.registry.get(symbol)
                 if pos is None:
                     return "skipped: not managed"
                 if pos.current is State.UNPROTECTED and pos.data.stop_pending is None:
-                    core._protect(pos, now, force=True)
+                    core.stops.protect(pos, now, force=True)
                 return f"state {pos.state}"
             case CancelOrder():
                 return self._cancel(action, now)
@@ -283,11 +269,11 @@ class Reconciler:
 
     def _close_absent(self, action: CloseAbsent, now: int) -> str:
         core = self.core
-        pos = core._by_id(action.position_id)
+        pos = core.position_by_id(action.position_id)
         if pos is None:
             return "skipped: not managed"
         if pos.data.entry_working:
-            core._end_entry(pos, action.reason, now)
+            core.end_entry(pos, action.reason, now)
         if pos.is_terminal:
             return f"state {pos.state}"
         if pos.remaining <= 0:
@@ -303,7 +289,7 @@ class Reconciler:
             now,
         )
         log.warning("position_closed_absent", position_id=pos.id, reason=action.reason)
-        core._apply(pos, lambda: pos.apply_fill(fill, OrderRole.EXIT, at=now), now)
+        core.apply_event(pos, lambda: pos.apply_fill(fill, OrderRole.EXIT, at=now), now)
         return f"state {pos.state}"
 
     def _adopt(self, action: Adopt, now: int) -> str:
@@ -318,7 +304,6 @@ class Reconciler:
             planned_stop=action.stop_price,
         )
         core.store.commit(pos, change)
-        core.registry[pos.symbol] = pos
         log.warning(
             "position_adopted",
             position_id=pos.id,
@@ -327,12 +312,12 @@ class Reconciler:
             qty=str(action.qty),
             stop=str(action.stop_price),
         )
-        core._react(pos, now)
+        core.register(pos, now)
         return f"adopted as {pos.id}, state {pos.state}"
 
     def _adjust(self, action: AdjustQty, now: int) -> str:
         core = self.core
-        pos = core._by_id(action.position_id)
+        pos = core.position_by_id(action.position_id)
         if pos is None:
             return "skipped: not managed"
         grows = action.delta > 0
@@ -346,7 +331,7 @@ class Reconciler:
         )
         role = OrderRole.ENTRY if grows else OrderRole.EXIT
         log.warning("position_size_adjusted", position_id=pos.id, delta=str(action.delta))
-        core._apply(pos, lambda: pos.apply_fill(fill, role, at=now), now)
+        core.apply_event(pos, lambda: pos.apply_fill(fill, role, at=now), now)
         return f"state {pos.state}, size {pos.remaining}"
 
     def _cancel(self, action: CancelOrder, now: int) -> str:
@@ -359,7 +344,7 @@ class Reconciler:
             if rests.client_id == action.client_id:
                 return "kept: it is the position's stop"
         if action.client_id and core.store.orders(client_id=action.client_id):
-            ended = core._cancel(action.symbol, action.client_id, now)
+            ended = core.orders.cancel(action.symbol, action.client_id, now)
         else:
             try:
                 ended = core.port.cancel_order(

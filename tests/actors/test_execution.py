@@ -291,7 +291,7 @@ def test_restart_resolves_an_order_written_but_never_sent(
         params=ExecutionParams(ambiguous_grace_s=5.0),
         monotonic=lambda: wall[0],
     )
-    assert change.orders[0].client_id in again._unresolved
+    assert change.orders[0].client_id in again.orders.unresolved()
     again.handle(Tick(venue.now_ms()), venue.now_ms())  # within the grace: not yet refused
     (reloaded,) = again.registry.values()
     assert reloaded.data.stop_pending is not None
