@@ -23,8 +23,8 @@ import structlog
 
 from actors.core import RISK, Outbox
 from actors.messages import Flatten, KillSwitchChanged, Tick
-from domain.errors import AmbiguousOutcome, Temporary
-from domain.models import OrderRole, OrderStatus
+from domain.errors import BastionError
+from domain.models import Order, OrderRole, OrderStatus
 from domain.ports import order_origin
 from domain.reconcile import Adopt, CancelOrder, ForgetStop, PlaceStop
 from persistence.control import ControlInbox, Request
@@ -58,7 +58,7 @@ def kill(reason: str, *, flatten: bool = False, by: str = "operator") -> Command
         was = core.kill_latched
         working = _working(core, (OrderRole.ENTRY, OrderRole.TAKE_PROFIT))
         if flatten:  # adopt what no one manages, so that it is closed too
-            gather(core, out, lambda: core.reconciler.run(now))
+            gather(core, out, lambda: core.reconciler.run(now, trust_unknown=True))
         latch = KillSwitchChanged(True, reason, now)
         out.extend(core.handle(latch, now))
         out.append((RISK, latch))
@@ -73,6 +73,14 @@ def kill(reason: str, *, flatten: bool = False, by: str = "operator") -> Command
         }
         if flatten:
             result["flatten"] = _flatten(core, reason, now, out)
+        try:  # what the venue still shows working, so a failed cancel is never hidden
+            orders = core.port.open_orders()
+        except BastionError as err:
+            result["still_working"] = [{"error": f"venue unreadable: {err}"}]
+        else:
+            result["still_working"] = _still_working(
+                orders, (OrderRole.ENTRY, OrderRole.TAKE_PROFIT)
+            )
         result["stops_kept"] = _stops(core)
         log.warning("kill_switch_command", **{k: v for k, v in result.items() if k != "at"})
         return result, out
@@ -122,8 +130,13 @@ def missing_stops(*, apply: bool = False) -> Command:
             for a in wanted
         ]
         result: Result = {"command": "place_missing_stops", "naked": found, "applied": apply}
+        if plan.plan is None:  # the venue could not be read: nothing is known to be safe
+            result["error"] = f"venue unreadable: {plan.error}"
+            return result, out
         if apply and wanted:
-            done = gather(core, out, lambda: core.reconciler.run(now, only=PROTECTIVE))
+            done = gather(
+                core, out, lambda: core.reconciler.run(now, only=PROTECTIVE, trust_unknown=True)
+            )
             result["outcomes"] = [
                 {"action": type(a).__name__, "symbol": a.symbol, "outcome": outcome}
                 for a, outcome in done.done
@@ -242,6 +255,8 @@ class ControlCore:
         """Run every pending request, oldest first; returns how many ran."""
         requests = self.inbox.pending()
         for request in requests:
+            if not self.inbox.claim(request.id):
+                continue  # withdrawn by its command meanwhile
             log.info(
                 "control_request", id=request.id, command=request.command, by=request.requested_by
             )
@@ -268,10 +283,11 @@ def _working(core: ExecutionCore, roles: tuple[OrderRole, ...]) -> list[tuple[st
 
 
 def _ended(core: ExecutionCore, orders: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """The working orders the kill ended, with how they ended (cancelled, or filled first)."""
     ended = []
     for client_id, symbol, role in orders:
         status = core.store.order_status(client_id)
-        if status is not None and status not in (OrderStatus.ACKED, OrderStatus.SENDING):
+        if status in (OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.REJECTED):
             ended.append({"client_id": client_id, "symbol": symbol, "role": role, "status": status})
     return ended
 
@@ -290,19 +306,42 @@ def _stop_for(core: ExecutionCore, symbol: str) -> object:
 
 
 def _flatten(core: ExecutionCore, reason: str, now: int, out: Outbox) -> Result:
-    """Close everything reduce-only, then check at the venue until it is flat (bounded)."""
+    """Close everything reduce-only, then check at the venue until it is flat (bounded).
+
+    The operator's flatten is forced: no back-off or attempt cap, quarantined positions too. It
+    is flat only when the venue shows no position and no working order of Bastion's that could
+    open one.
+    """
+    started = time.monotonic()
     closing = sorted(core.registry)
-    out.extend(core.handle(Flatten(None, reason), now))
     left: list[str] = []
-    for _ in range(FLAT_CHECKS):
-        try:
-            left = sorted(p.symbol for p in core.port.positions() if p.qty > 0)
-        except (Temporary, AmbiguousOutcome) as err:
-            log.warning("flat_check_failed", error=str(err))
-            left = ["(venue unreadable)"]
+    for attempt in range(FLAT_CHECKS):
+        at = now + int((time.monotonic() - started) * 1000)
+        if attempt:
+            time.sleep(FLAT_CHECK_WAIT_S)
+            out.extend(core.handle(Tick(at), at))  # fills in, working entries cancelled
+        out.extend(core.handle(Flatten(None, reason, force=True), at))
+        left = _exposure_left(core)
         if not left:
             break
-        time.sleep(FLAT_CHECK_WAIT_S)
-        out.extend(core.handle(Tick(now), now))  # fills in, refused exits retried
-        out.extend(core.handle(Flatten(None, reason), now))
-    return {"closed": closing, "flat": not left, "still_open": left}
+    return {"tried": closing, "flat": not left, "still_open": left}
+
+
+def _exposure_left(core: ExecutionCore) -> list[str]:
+    """Symbols with a position, or an order of Bastion's that opens one, at the venue."""
+    try:
+        held = {p.symbol for p in core.port.positions() if p.qty > 0}
+        working = _still_working(core.port.open_orders(), (OrderRole.ENTRY,))
+    except BastionError as err:
+        log.warning("flat_check_failed", error=str(err))
+        return ["(venue unreadable)"]
+    return sorted(held | {w["symbol"] for w in working})
+
+
+def _still_working(orders: list[Order], roles: tuple[OrderRole, ...]) -> list[dict[str, str]]:
+    found = []
+    for order in orders:
+        role, position_id = order_origin(order.client_id, order.type, order.reduce_only)
+        if position_id is not None and role in roles:
+            found.append({"client_id": order.client_id, "symbol": order.symbol, "role": role})
+    return found

@@ -48,6 +48,7 @@ from actors.messages import (
     PositionChanged,
     PositionView,
     Quarantine,
+    ReconcileSoon,
     StopEntries,
     Tick,
     TradeClosed,
@@ -65,6 +66,8 @@ LISTENERS = (ALLOCATOR, RISK, PROTECTION)
 FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
 EQUITY_EVERY_MS = 30_000
+KILL_SWEEP_S = 5.0  # while the kill switch is latched, working entries are swept this often
+RECONCILE_NOW_S = 3600.0  # far enough back that the next beat runs a pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,8 @@ class ExecutionParams:
     ambiguous_grace_s: float = 5.0  # an unclear order not found at the venue is only
     # counted as refused after this long (it may not be visible yet)
     adopted_stop_distance_frac: Decimal = Decimal("0.02")
-    recheck_after_s: float = 1.0  # until ready: the next reconciliation pass
+    recheck_after_s: float = 1.0  # until ready, or while a doubt waits: the next pass
+    confirm_after_s: float = 3.0  # a difference is acted on when seen again this much later
     reconcile_every_s: float = 60.0  # once ready: a pass catches what changed at the venue
 
 
@@ -121,6 +125,7 @@ class ExecutionCore:
         self._tracks: dict[str, PositionTrack] = {}  # by position id
         self.accepting = True  # False once shutdown began: no new entries
         self._monotonic = monotonic
+        self.monotonic = monotonic  # seconds, for collaborators that time things
         # on_latency: seconds from applying a fill that exposes a position to its stop's ack
         self.stops = StopKeeper(self, on_latency=on_latency, monotonic=monotonic)
         self.orders = OrderDesk(self, monotonic=monotonic)
@@ -130,6 +135,8 @@ class ExecutionCore:
         self.reconciler = Reconciler(self)
         self.ready = False
         self._reconciled_at: float | None = None
+        self._settled = False  # the last pass left no doubt to confirm
+        self._kill_swept_at = 0.0
 
     # ------------------------------------------------------------------ dispatch
 
@@ -142,6 +149,9 @@ class ExecutionCore:
                     self._tick(now)
                 case EnsureStop() as command:
                     self.stops.ensure(command, now)
+                case ReconcileSoon(symbol=symbol, reason=reason):
+                    log.warning("reconciliation_requested", symbol=symbol, reason=reason)
+                    self.reconcile_soon()
                 case CloseRequested(symbol=symbol, reason=reason):
                     self._close(symbol, reason, now)
                 case Flatten(symbol=symbol, reason=reason, force=force):
@@ -443,20 +453,32 @@ class ExecutionCore:
         """A reconciliation pass; True once one said ready (entries may start)."""
         self._reconciled_at = self._monotonic()
         report = self.reconciler.run(now)
-        if report.status == READY and not self.ready:
+        self._settled = report.status == READY
+        if self._settled and not self.ready:
             log.info("reconciliation_ready", **report.summary())
-        self.ready = self.ready or report.status == READY
+        self.ready = self.ready or self._settled
         return self.ready
+
+    def reconcile_soon(self) -> None:
+        """Run a pass on the next beat (exposure nobody manages was seen)."""
+        self._settled = False
+        if self._reconciled_at is not None:
+            self._reconciled_at = min(self._reconciled_at, self._monotonic() - RECONCILE_NOW_S)
 
     def _reconcile_due(self) -> bool:
         if self._reconciled_at is None:
             return True
-        every = self.params.reconcile_every_s if self.ready else self.params.recheck_after_s
+        calm = self.ready and self._settled
+        every = self.params.reconcile_every_s if calm else self.params.recheck_after_s
         return self._monotonic() - self._reconciled_at >= every
 
     def _tick(self, now: int) -> None:
         if self._reconcile_due():
             self.reconcile_pass(now)
+        if self.kill_latched and self._monotonic() - self._kill_swept_at >= KILL_SWEEP_S:
+            self._kill_swept_at = self._monotonic()  # an entry whose cancel failed, or that
+            for pos in list(self.registry.values()):  # was unresolved at the kill, ends now
+                self.end_entry(pos, "kill switch", now)
         if now - self._equity_at >= EQUITY_EVERY_MS:
             self._report_equity(now)
         self.orders.resolve_all(now)

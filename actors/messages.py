@@ -223,6 +223,14 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileSoon:
+    """Protection saw exposure no managed position explains: reconcile on the next beat."""
+
+    symbol: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StopEntries:
     """Shutdown has begun: no new entries (the kill-switch latch is left as it is)."""
 
@@ -259,6 +267,7 @@ __all__ = [
     "PositionChanged",
     "PositionView",
     "Quarantine",
+    "ReconcileSoon",
     "Severity",
     "SignalProposed",
     "SnapshotRequest",

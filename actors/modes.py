@@ -17,11 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import pykka
 import structlog
 
 from actors.control import until_ready
 from actors.core import EXECUTION
 from actors.runtime import Run, System, build_system
+from actors.supervision_directory import ChildDown
 from adapters import systemd
 from adapters.exchange.ccxt_exchange import CcxtExchange
 from adapters.health import HealthReport, HealthServer
@@ -29,12 +31,14 @@ from adapters.metrics import BastionMetrics
 from adapters.settings import Settings
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
+from domain.errors import StoreLocked
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
 HEARTBEAT_EVERY_S = 5.0
 HEARTBEAT_TIMEOUT_S = 2.0
 RECONCILE_RETRY_S = 1.0
+STORE_LOCK_WAIT_S = 60.0
 KRAKEN_FUTURES_WS = "wss://futures.kraken.com/ws/v1"
 
 
@@ -93,10 +97,26 @@ class MetricsView:
         return m.registry.render()
 
 
-def open_store(settings: Settings, mode: str) -> PositionStore:
+def open_store(
+    settings: Settings, mode: str, *, lock_wait_s: float = STORE_LOCK_WAIT_S
+) -> PositionStore:
     """The mode's position store, opened first: a store that is unsafe stops startup before any
-    connection is made (``StoreError`` -> exit 3)."""
-    return PositionStore.open(settings.data_dir / mode / "positions.db")
+    connection is made (``StoreError`` -> exit 3).
+
+    A store held by another process is waited for up to ``lock_wait_s``: an operator's tool
+    (``run.py kill`` with the service down) holds it for seconds, and a service restarted by
+    systemd meanwhile must not give up for good. Still held after that: exit 3.
+    """
+    path = settings.data_dir / mode / "positions.db"
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        try:
+            return PositionStore.open(path)
+        except StoreLocked:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("position_store_busy", path=str(path), waiting_s=lock_wait_s)
+            time.sleep(1.0)
 
 
 def serve(
@@ -159,7 +179,11 @@ def _wait_until_reconciled(system: System, stop: threading.Event) -> int | None:
     """Reconciliation passes until one says READY; the number of managed positions then."""
     started = time.monotonic()
     while not stop.is_set():
-        answer = system.directory.ask(EXECUTION, Run(until_ready()), timeout_s=120.0)
+        try:
+            answer = system.directory.ask(EXECUTION, Run(until_ready()), timeout_s=120.0)
+        except (ChildDown, pykka.Timeout) as err:  # restarting: the supervisor brings it back
+            log.warning("reconciliation_unanswered", error=str(err))
+            answer = {"ready": False}
         if answer["ready"]:
             return int(answer["registry"])
         waited = time.monotonic() - started

@@ -33,7 +33,7 @@ from enum import StrEnum
 
 import structlog
 
-from actors.core import ALERTS, Outbox
+from actors.core import ALERTS, EXECUTION, Outbox
 from actors.ladder import Ladder, LadderParams, Rung
 from actors.messages import (
     Alert,
@@ -41,6 +41,7 @@ from actors.messages import (
     OrderOutcome,
     PositionChanged,
     PositionView,
+    ReconcileSoon,
     Severity,
     Tick,
 )
@@ -198,7 +199,9 @@ class ProtectionCore:
             cover = stop_cover(position, orders)
             self._note_untidy(symbol, cover)
             if view is None:
-                self._unmanaged_since.setdefault(symbol, now)
+                if symbol not in self._unmanaged_since:
+                    self._unmanaged_since[symbol] = now
+                    out.append((EXECUTION, ReconcileSoon(symbol, "exposure nobody manages")))
             else:
                 self._unmanaged_since.pop(symbol, None)
             out += self.ladder.venue(

@@ -125,27 +125,46 @@ def action_fields(action: Action) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """A difference first seen at ``since`` (monotonic s): what the venue showed and the
+    position's version then. It is confirmed only by a later pass that sees the same thing, at
+    least ``confirm_after_s`` later, with no event (a fill) applied to the position meanwhile."""
+
+    seen: object
+    version: int
+    since: float
+
+
 @dataclass
 class Reconciler:
     """Runs passes for one :class:`ExecutionCore` (see the module docstring)."""
 
     core: ExecutionCore
-    doubts: dict[str, int] = field(default_factory=dict)  # position id -> passes in doubt
+    doubts: dict[str, Doubt] = field(default_factory=dict)  # position id or unknown:<symbol>
     _copies: dict[str, Position] = field(default_factory=dict)  # dry run: fills go to copies
 
     def run(
-        self, now: int, *, dry_run: bool = False, only: tuple[type, ...] | None = None
+        self,
+        now: int,
+        *,
+        dry_run: bool = False,
+        only: tuple[type, ...] | None = None,
+        trust_unknown: bool = False,
     ) -> ReconcileReport:
         """One pass; ``only`` limits the actions taken to those kinds (the rest are reported
-        as skipped)."""
+        as skipped). Unknown exposure is adopted on its first sighting when ``trust_unknown``
+        (an operator asked for it) and always shown as adopted in a dry run."""
         try:
-            return self._run(now, dry_run=dry_run, only=only)
+            return self._run(now, dry_run=dry_run, only=only, trust=trust_unknown or dry_run)
         finally:
             for copy in self._copies.values():
                 copy.discard()
             self._copies = {}
 
-    def _run(self, now: int, *, dry_run: bool, only: tuple[type, ...] | None) -> ReconcileReport:
+    def _run(
+        self, now: int, *, dry_run: bool, only: tuple[type, ...] | None, trust: bool
+    ) -> ReconcileReport:
         core = self.core
         if not dry_run:
             core.orders.resolve_all(now)
@@ -154,24 +173,26 @@ class Reconciler:
             applied = core.apply_venue_fills(
                 now, lambda fill: self._apply_fill(fill, now, dry_run=dry_run), advance=not dry_run
             )
-            venue = Venue(core.port.positions(), core.port.open_orders(), core.instruments)
+            orders = core.port.open_orders()  # before positions: a stop that fires between
+            venue = Venue(core.port.positions(), orders, core.instruments)  # shows as a flat venue
         except (Temporary, AmbiguousOutcome) as err:
             log.warning("reconciliation_read_failed", error=str(err))
             return ReconcileReport(NOT_READY, now, dry_run, unresolved=unresolved, error=str(err))
         open_ids = {o.client_id for o in venue.orders if o.client_id}
         if not dry_run:
             self._settle_entries(open_ids, set(unresolved), now)
-        managed = [
-            Managed.of(self._copies.get(p.id, p), self.doubts.get(p.id, 0))
-            for p in core.registry.values()
-            if not p.is_terminal
-        ]
-        decided = plan(managed, venue, core.params.adopted_stop_distance_frac)
+        seen = self._observations(venue)
+        live = [self._copies.get(p.id, p) for p in core.registry.values() if not p.is_terminal]
+        managed = [Managed.of(p, int(self._confirmed(p.id, *seen[p.id]))) for p in live]
+        unknown = frozenset(
+            key.removeprefix("unknown:")
+            for key in seen
+            if key.startswith("unknown:") and (trust or self._confirmed(key, *seen[key]))
+        )
+        decided = plan(managed, venue, core.params.adopted_stop_distance_frac, unknown)
         done = tuple((a, self._outcome(a, now, dry_run, only)) for a in decided.actions)
         if not dry_run:
-            self.doubts = {
-                a.position_id: a.passes for a in decided.actions if isinstance(a, Recheck)
-            }
+            self._remember(decided, seen)
         status = READY if decided.settled and not unresolved else RECHECK
         report = ReconcileReport(
             status, now, dry_run, decided, done, unresolved, applied, "", tuple(venue.orders)
@@ -180,6 +201,38 @@ class Reconciler:
             core.store.set_value(LAST_RECONCILIATION, report.summary(), at=now)
         log.info("reconciliation_pass", dry_run=dry_run, **report.summary())
         return report
+
+    # ------------------------------------------------------------------ doubts
+
+    def _observations(self, venue: Venue) -> dict[str, tuple[object, int]]:
+        """What the venue shows for each live position, and for exposure nobody manages."""
+        held = {p.symbol: (p.side, p.qty) for p in venue.positions if p.qty > 0}
+        seen: dict[str, tuple[object, int]] = {}
+        for pos in self.core.registry.values():
+            seen[pos.id] = (held.get(pos.symbol), self._copies.get(pos.id, pos).version)
+        for symbol, shown in held.items():
+            if symbol not in self.core.registry:
+                seen[f"unknown:{symbol}"] = (shown, 0)
+        return seen
+
+    def _confirmed(self, key: str, shown: object, version: int) -> bool:
+        doubt = self.doubts.get(key)
+        if doubt is None or doubt.seen != shown or doubt.version != version:
+            return False
+        return self.core.monotonic() - doubt.since >= self.core.params.confirm_after_s
+
+    def _remember(self, decided: Plan, seen: dict[str, tuple[object, int]]) -> None:
+        """Keep the doubts this pass raised; an unchanged one keeps its first sighting."""
+        kept: dict[str, Doubt] = {}
+        for action in decided.actions:
+            if not isinstance(action, Recheck):
+                continue
+            key = action.position_id or f"unknown:{action.symbol}"
+            shown, version = seen[key]
+            old = self.doubts.get(key)
+            same = old is not None and (old.seen, old.version) == (shown, version)
+            kept[key] = old if same and old else Doubt(shown, version, self.core.monotonic())
+        self.doubts = kept
 
     # ------------------------------------------------------------------ reading
 
@@ -214,8 +267,10 @@ class Reconciler:
             except (Temporary, AmbiguousOutcome) as err:
                 log.warning("entry_check_failed", position_id=pos.id, error=str(err))
                 continue
-            gone = ended is None or ended.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
-            if gone and (ended is None or ended.filled_qty <= pos.data.entry_filled):
+            if ended is None:  # not visible yet, or never seen: the journal resolves it
+                continue
+            gone = ended.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+            if gone and ended.filled_qty <= pos.data.entry_filled:
                 core.finish_entry(pos, "not working at the venue", now)
 
     # ------------------------------------------------------------------ acting
@@ -250,28 +305,43 @@ class Reconciler:
                 return self._adopt(action, now)
             case AdjustQty():
                 return self._adjust(action, now)
-            case ForgetStop(position_id=pid, client_id=cid):
+            case ForgetStop(position_id=pid):
                 pos = core.position_by_id(pid)
                 if pos is None or pos.data.stop_resting is None:
                     return "skipped: no resting stop"
-                core.stops.forget(pos, cid, "not open at the venue", now)
-                return "forgotten"
+                core.stops.verify(pos, now)  # asked by client id: fired, or really gone
+                return f"checked: state {pos.state}"
             case PlaceStop(symbol=symbol):
-                pos = core.registry.get(symbol)
-                if pos is None:
-                    return "skipped: not managed"
-                if pos.current is State.UNPROTECTED and pos.data.stop_pending is None:
-                    core.stops.protect(pos, now, force=True)
-                return f"state {pos.state}"
+                return self._place_stop(symbol, now)
             case CancelOrder():
                 return self._cancel(action, now)
         return "ignored"
+
+    def _place_stop(self, symbol: str, now: int) -> str:
+        core = self.core
+        pos = core.registry.get(symbol)
+        if pos is None:
+            return "skipped: not managed"
+        if core.track(pos.id).ladder_owned:
+            return "skipped: the protection ladder is placing it"
+        naked = pos.current in (State.UNPROTECTED, State.QUARANTINED) and pos.remaining > 0
+        if naked and pos.data.stop_pending is None:
+            core.stops.protect(pos, now, force=True)
+        return f"state {pos.state}"
+
+    def _fills_moved(self, pos: Position, now: int) -> bool:
+        """Read the fills once more right before acting on a doubt: any news cancels it."""
+        version = pos.version
+        self.core.poll_fills(now)
+        return pos.version != version
 
     def _close_absent(self, action: CloseAbsent, now: int) -> str:
         core = self.core
         pos = core.position_by_id(action.position_id)
         if pos is None:
             return "skipped: not managed"
+        if self._fills_moved(pos, now):
+            return "skipped: fills arrived; checked again next pass"
         if pos.data.entry_working:
             core.end_entry(pos, action.reason, now)
         if pos.is_terminal:
@@ -320,6 +390,8 @@ class Reconciler:
         pos = core.position_by_id(action.position_id)
         if pos is None:
             return "skipped: not managed"
+        if self._fills_moved(pos, now):
+            return "skipped: fills arrived; checked again next pass"
         grows = action.delta > 0
         fill = Fill(
             f"recon-{pos.id}-{pos.version}",

@@ -236,6 +236,9 @@ def build_system(
         ALLOCATOR: lambda: AllocatorCore(alloc_params, instruments, risk_params),
     }
     inbox = ControlInbox(store.path.with_name("control.db"))
+    interrupted = inbox.interrupt_running()
+    if interrupted:
+        log.warning("control_requests_interrupted", count=interrupted)
 
     def execute(command: Command) -> Any:
         return directory.ask(EXECUTION, Run(command), timeout_s=COMMAND_TIMEOUT_S)

@@ -8,7 +8,8 @@ lists the actions that make the two agree, in the order they must run:
 1. ``CloseAbsent``: a managed position with exposure the venue has not shown for two passes in a
    row is closed with its last fills (one absence is only counted: ``Recheck``). A position on
    the *opposite* side at the venue is positive evidence and closes it at once.
-2. ``Adopt``: exposure no managed position explains becomes a managed position (origin
+2. ``Adopt``: exposure no managed position explains, seen on two passes (one sighting could
+   be a stale read just after a close of our own), becomes a managed position (origin
    ``adopted``) with a stop ``adopt_stop_frac`` beyond the worse of entry and mark.
 3. ``AdjustQty``: a managed position whose size differs from the venue's for two passes in a row
    (every fill the venue reported applied in between; one pass could race a fill) follows the
@@ -100,9 +101,10 @@ class CloseAbsent:
 
 @dataclass(frozen=True, slots=True)
 class Recheck:
-    """A doubt counted, not acted on: the next pass confirms it (or clears it)."""
+    """A doubt counted, not acted on: the next pass confirms it (or clears it). Unknown
+    exposure has no position id."""
 
-    position_id: str
+    position_id: str | None
     symbol: str
     passes: int
     reason: str
@@ -224,8 +226,17 @@ def adopted_stop_price(
     return inst.stop_price(raw, side) if inst is not None else raw
 
 
-def plan(managed: Sequence[Managed], venue: Venue, adopt_stop_frac: Decimal) -> Plan:
-    """Decide what makes the registry and the venue agree (module docstring)."""
+def plan(
+    managed: Sequence[Managed],
+    venue: Venue,
+    adopt_stop_frac: Decimal,
+    confirmed_unknown: frozenset[str] = frozenset(),
+) -> Plan:
+    """Decide what makes the registry and the venue agree (module docstring).
+
+    ``managed[i].doubt_passes`` and ``confirmed_unknown`` (symbols) say which doubts an earlier
+    pass already saw: only those are acted on.
+    """
     by_symbol = {m.symbol: m for m in managed}
     live_ids = {m.position_id for m in managed}
     exposure = {p.symbol: p for p in venue.positions if p.qty > 0}
@@ -248,7 +259,10 @@ def plan(managed: Sequence[Managed], venue: Venue, adopt_stop_frac: Decimal) -> 
             live_ids.discard(mine.position_id)
             mine = None
         if held is not None:
-            report, acts = _exposed(mine, held, orders, venue.instruments, adopt_stop_frac)
+            confirmed = held.symbol in confirmed_unknown
+            report, acts = _exposed(
+                mine, held, orders, venue.instruments, adopt_stop_frac, confirmed=confirmed
+            )
             reports.append(report)
             actions.extend(acts)
         elif mine is not None:
@@ -294,9 +308,15 @@ def _exposed(
     orders: list[Order],
     instruments: Mapping[str, Instrument],
     frac: Decimal,
+    *,
+    confirmed: bool,
 ) -> tuple[SymbolReport, list[Action]]:
     symbol = held.symbol
     stops = [o for o in orders if is_stop(o) and o.reduce_only]
+    if mine is None and not confirmed:
+        reason = f"unknown {held.side.value} {held.qty} at the venue"
+        report = SymbolReport(symbol, Classification.UNKNOWN, None, held.qty, ZERO, reason)
+        return report, [Recheck(None, symbol, 1, reason)]
     if mine is None:
         price = adopted_stop_price(
             held.side, held.entry_price, held.mark_price, frac, instruments.get(symbol)

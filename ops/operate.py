@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import getpass
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +35,12 @@ from adapters.settings import ConfigError, Settings, format_config_error, load_s
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
 from domain.errors import BastionError, StoreLocked
-from persistence.control import FAILED, PENDING, ControlInbox, Request
+from persistence.control import EXPIRED, FAILED, RUNNING, ControlInbox, Request
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
 SERVICE_TIMEOUT_S = 30.0
+FLATTEN_TIMEOUT_S = 150.0  # a flatten waits for the venue to show the account flat
 PAPER_PROFILE = Path(__file__).resolve().parents[1] / "config.paper.yaml"
 
 
@@ -61,27 +63,40 @@ def execute(
 ) -> dict[str, Any]:
     """Run ``command`` with ``args``; the result says ``via`` ``service`` or ``direct``."""
     where = mode_dir(settings, mode)
+    db = where / "positions.db"
+    if not db.exists():  # never act on a store made up on the spot (a wrong data_dir)
+        raise OperateError(
+            f"no position store at {db}: Bastion has not run in {mode} mode with this "
+            "data_dir (check --config and BASTION_DATA_DIR)"
+        )
+    if args.get("flatten"):
+        timeout_s = max(timeout_s, FLATTEN_TIMEOUT_S)
     try:
-        store = PositionStore.open(where / "positions.db")
+        store = PositionStore.open(db)
     except StoreLocked:
-        return _through_service(where, command, args, by, timeout_s)
+        return {**_through_service(where, command, args, by, timeout_s), "store": str(db)}
     with store, venue(settings, mode) as port:
         core = ExecutionCore(port, store, params=execution_params(settings))
         now = int(time.time() * 1000)
         result, _ = command_for(Request(0, command, args, by, now))(core, now)
-        return {**result, "via": "direct"}
+        return {**result, "via": "direct", "store": str(db)}
 
 
 def _through_service(
     where: Path, command: str, args: dict[str, Any], by: str, timeout_s: float
 ) -> dict[str, Any]:
     with ControlInbox(where / "control.db") as inbox:
-        request_id = inbox.submit(command, args, by)
+        request_id = inbox.submit(command, args, by, timeout_s=timeout_s)
         status, result = inbox.wait(request_id, timeout_s)
-    if status == PENDING:
+    if status == EXPIRED:
         raise OperateError(
-            f"the running service did not take request {request_id} within {timeout_s:g}s; it "
-            "stays queued and runs when the service does (check `run.py status`)"
+            f"the running service did not take request {request_id} within {timeout_s:g}s; "
+            "it was withdrawn and will not run (is the service healthy? `run.py status`)"
+        )
+    if status == RUNNING:
+        raise OperateError(
+            f"the service is still running request {request_id} after {timeout_s:g}s; check "
+            "the outcome with `run.py status` and `python -m ops.audit_orders`"
         )
     if status == FAILED:
         error = (result or {}).get("error", "unknown error")
@@ -149,12 +164,15 @@ def render_kill(result: dict[str, Any]) -> str:
     state = "was already latched" if result["was_latched"] else "latched"
     lines = [f"kill switch {state} ({result['reason']}; via {result['via']})"]
     for order in result["cancelled"]:
-        lines.append(f"  cancelled {order['role']} {order['client_id']} on {order['symbol']}")
+        how = "cancelled" if order["status"] == "cancelled" else f"already {order['status']}"
+        lines.append(f"  {how}: {order['role']} {order['client_id']} on {order['symbol']}")
     if not result["cancelled"]:
-        lines.append("  no working entry or take-profit to cancel")
+        lines.append("  no working entry or take-profit was ended")
+    for order in result["still_working"]:
+        lines.append(f"  STILL WORKING at the venue: {order}")
     flatten = result.get("flatten")
     if flatten is not None:
-        lines.append(f"  closed: {', '.join(flatten['closed']) or 'nothing was open'}")
+        lines.append(f"  closing: {', '.join(flatten['tried']) or 'nothing was open'}")
         if flatten["flat"]:
             lines.append("  the venue shows the account flat")
         else:
@@ -199,8 +217,11 @@ def run_tool(
         result = execute(
             settings, "paper" if args.paper else "live", command, params, by=operator()
         )
-    except (BastionError, OSError, RuntimeError) as err:
+    except (BastionError, OSError, RuntimeError, sqlite3.Error) as err:
         print(f"{command}: {err}", file=sys.stderr)
         return None
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; check `run.py status`", file=sys.stderr)
+        raise SystemExit(130) from None
     print(json.dumps(result, indent=2) if args.json else render(result))
     return result

@@ -17,6 +17,8 @@ from ops.operate import run_tool, tool_parser
 
 
 def render(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"cannot tell which positions are naked: {result['error']}"
     naked = result["naked"]
     if not naked:
         return "every exposed position has a correct stop at the venue"
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--apply", action="store_true", help="place the stops (default: dry run)")
     args = parser.parse_args(argv)
     result = run_tool(args, "place_missing_stops", {"apply": args.apply}, render)
-    if result is None:
+    if result is None or "error" in result:
         return 2
     if not result["naked"]:
         return 0

@@ -5,9 +5,13 @@ the service runs (``run.py kill``, ``resume``, ``reconcile``, ``python -m ops.pl
 --apply``) is written here instead: ``<data_dir>/<mode>/control.db``, WAL SQLite, one row per
 request. The service polls it on every timer beat (four times a second), runs each pending request
 through the same control functions the command line uses when the service is down, and writes the
-result back; the command waits for that result and prints it. A request the service has not
-taken yet survives a crash or a stop and runs at the next start, so a kill given to a dying
-service is not lost.
+result back; the command waits for that result and prints it.
+
+A request runs at most once: the service claims it (``pending`` -> ``running``) before running
+it. Each request carries a deadline, the time its command waits for an answer: one not taken
+by then is withdrawn (``expired``) by whichever side sees it first, so a ``resume`` given to a
+hung service never runs hours later. A request still ``running`` when the service starts again
+was cut off by a crash and is marked ``interrupted``, never run twice.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ CREATE TABLE IF NOT EXISTS requests (
     args TEXT NOT NULL,
     requested_by TEXT NOT NULL,
     requested_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     result TEXT,
     done_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (status) WHERE status = 'pending';
 """
-PENDING, DONE, FAILED = "pending", "done", "failed"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+EXPIRED, INTERRUPTED = "expired", "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +77,59 @@ class ControlInbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, command: str, args: dict[str, Any], requested_by: str) -> int:
+    def submit(
+        self, command: str, args: dict[str, Any], requested_by: str, *, timeout_s: float
+    ) -> int:
+        """Queue a request that must be taken within ``timeout_s``."""
+        now = _now_ms()
         cur = self._conn.execute(
-            "INSERT INTO requests (command, args, requested_by, requested_at) VALUES (?, ?, ?, ?)",
-            (command, json.dumps(args, sort_keys=True), requested_by, _now_ms()),
+            "INSERT INTO requests (command, args, requested_by, requested_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                command,
+                json.dumps(args, sort_keys=True),
+                requested_by,
+                now,
+                now + int(timeout_s * 1000),
+            ),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
 
     def pending(self) -> list[Request]:
+        """Requests waiting to run, oldest first; overdue ones are withdrawn, not returned."""
+        self._conn.execute(
+            "UPDATE requests SET status = ?, done_at = ? WHERE status = ? AND expires_at < ?",
+            (EXPIRED, _now_ms(), PENDING, _now_ms()),
+        )
         rows = self._conn.execute(
             "SELECT id, command, args, requested_by, requested_at FROM requests "
             "WHERE status = 'pending' ORDER BY id"
         ).fetchall()
         return [Request(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def claim(self, request_id: int) -> bool:
+        """Take a pending request to run it; False if it was withdrawn or taken meanwhile."""
+        return self._move(request_id, PENDING, RUNNING)
+
+    def withdraw(self, request_id: int) -> bool:
+        """Give up on a request not taken yet; False when it is already running or done."""
+        return self._move(request_id, PENDING, EXPIRED)
+
+    def interrupt_running(self) -> int:
+        """At a service start: requests a crash cut off are marked, never run again."""
+        cur = self._conn.execute(
+            "UPDATE requests SET status = ?, done_at = ? WHERE status = ?",
+            (INTERRUPTED, _now_ms(), RUNNING),
+        )
+        return cur.rowcount
+
+    def _move(self, request_id: int, source: str, dest: str) -> bool:
+        cur = self._conn.execute(
+            "UPDATE requests SET status = ? WHERE id = ? AND status = ?",
+            (dest, request_id, source),
+        )
+        return cur.rowcount == 1
 
     def complete(self, request_id: int, result: dict[str, Any], *, ok: bool = True) -> None:
         self._conn.execute(
@@ -108,12 +153,15 @@ class ControlInbox:
         poll_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> tuple[str, dict[str, Any] | None]:
-        """The request's status and result once handled, or ``("pending", None)`` on timeout."""
+        """The request's status and result once finished; on timeout it is withdrawn if not
+        taken yet (``expired``), or reported ``running``."""
         deadline = clock() + timeout_s
         while True:
             status, result = self.result(request_id)
-            if status != PENDING or clock() >= deadline:
+            if status not in (PENDING, RUNNING):
                 return status, result
+            if clock() >= deadline:
+                return (EXPIRED, None) if self.withdraw(request_id) else self.result(request_id)
             time.sleep(poll_s)
 
 

@@ -13,9 +13,9 @@ from actors.core import RISK
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import KillSwitchChanged, PlaceIntent
 from domain.models import Order, OrderIntent, OrderRole, OrderStatus, OrderType, PositionSide, Side
-from persistence.control import DONE, FAILED, ControlInbox
+from persistence.control import DONE, EXPIRED, FAILED, INTERRUPTED, ControlInbox
 from persistence.store import PositionStore
-from tests.adapters.conformance.harness import BTC
+from tests.adapters.conformance.harness import BTC, Fault
 from tests.adapters.conformance.inprocess_harness import InProcessHarness
 
 D = Decimal
@@ -101,7 +101,7 @@ def test_kill_with_flatten_closes_managed_and_unknown_exposure_and_checks_flat(
 ) -> None:
     manual_buy(venue, "0.05")  # nobody manages this yet
     result, _ = control.kill("flatten test", flatten=True)(core, venue.now_ms())
-    assert result["flatten"] == {"closed": [BTC], "flat": True, "still_open": []}
+    assert result["flatten"] == {"tried": [BTC], "flat": True, "still_open": []}
     assert venue.port.positions() == []
     assert venue.port.open_orders(BTC) == []  # the adopted position's stop went with it
 
@@ -161,9 +161,9 @@ def test_inbox_requests_run_once_in_order_and_failures_are_recorded(
 ) -> None:
     now = venue.now_ms()
     with ControlInbox(tmp_path / "control.db") as inbox:
-        first = inbox.submit("kill", {"reason": "from the inbox"}, "tester")
-        bad = inbox.submit("explode", {}, "tester")
-        second = inbox.submit("resume", {}, "tester")
+        first = inbox.submit("kill", {"reason": "from the inbox"}, "tester", timeout_s=30)
+        bad = inbox.submit("explode", {}, "tester", timeout_s=30)
+        second = inbox.submit("resume", {}, "tester", timeout_s=30)
         ran: list[str] = []
 
         def execute(command: control.Command) -> control.Result:
@@ -189,3 +189,38 @@ def test_latched_on_start_applies_only_until_a_latch_was_persisted(
     first = ExecutionCore(venue.port, store, params=params)
     control.resume(by="tester")(first, venue.now_ms())  # an operator's decision is persisted
     assert not ExecutionCore(venue.port, store, params=params).kill_latched
+
+
+def test_flatten_retries_a_refused_exit_and_closes_a_quarantined_position(
+    venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    now = venue.now_ms()
+    enter(core, now)
+    pos = core.registry[BTC]
+    core.apply_event(pos, lambda: pos.quarantine("exits refused", at=now), now)
+    venue.inject(Fault.RATE_LIMIT_WRITE, times=1)  # the first exit is refused
+    result, _ = control.kill("flatten", flatten=True)(core, now)
+    assert result["flatten"]["flat"], result
+    assert venue.port.positions() == []
+
+
+def test_missing_stops_says_so_when_the_venue_cannot_be_read(
+    venue: InProcessHarness, core: ExecutionCore
+) -> None:
+    manual_buy(venue, "0.03")
+    venue.inject(Fault.READ_5XX, times=10)
+    result, _ = control.missing_stops()(core, venue.now_ms())
+    assert "venue unreadable" in result["error"] and result["naked"] == []
+
+
+def test_inbox_withdraws_late_requests_and_never_reruns_an_interrupted_one(
+    tmp_path: Path,
+) -> None:
+    with ControlInbox(tmp_path / "control.db") as inbox:
+        late = inbox.submit("resume", {}, "tester", timeout_s=0)
+        assert inbox.wait(late, timeout_s=0)[0] == EXPIRED  # its command gave up: withdrawn
+        assert inbox.pending() == [] and not inbox.claim(late)
+        cut = inbox.submit("kill", {"reason": "x"}, "tester", timeout_s=30)
+        assert inbox.claim(cut) and not inbox.claim(cut)  # taken once only
+        assert inbox.interrupt_running() == 1  # the service died while running it
+        assert inbox.result(cut)[0] == INTERRUPTED and inbox.pending() == []

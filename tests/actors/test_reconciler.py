@@ -9,7 +9,7 @@ import pytest
 
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import PlaceIntent
-from actors.reconciler import NOT_READY, READY, RECHECK, Reconciler
+from actors.reconciler import NOT_READY, READY, RECHECK, Reconciler, ReconcileReport
 from domain.models import (
     Order,
     OrderIntent,
@@ -43,8 +43,19 @@ def store(tmp_path: Path):
 
 
 def make_core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
-    params = ExecutionParams(adopted_stop_distance_frac=FRAC, ambiguous_grace_s=0.0)
+    params = ExecutionParams(
+        adopted_stop_distance_frac=FRAC, ambiguous_grace_s=0.0, confirm_after_s=0.0
+    )
     return ExecutionCore(venue.port, store, params=params)
+
+
+def settle(core: ExecutionCore, now: int) -> ReconcileReport:
+    """Passes until one is not waiting for a confirmation (at most three)."""
+    for _ in range(3):
+        report = core.reconciler.run(now)
+        if report.status != RECHECK:
+            return report
+    return report
 
 
 def manual(
@@ -98,7 +109,9 @@ def test_unknown_position_is_adopted_with_a_stop_beyond_the_worse_price(
     manual(venue, Side.BUY, "0.03")
     venue.set_price(BTC, D(49_000))  # the mark is now worse than the entry
     core = make_core(venue, store)
-    report = Reconciler(core).run(venue.now_ms())
+    first = core.reconciler.run(venue.now_ms())
+    assert first.status == RECHECK and BTC not in core.registry  # one sighting is not enough
+    report = core.reconciler.run(venue.now_ms())
     assert report.status == READY
     [symbol] = report.plan.reports  # type: ignore[union-attr]
     assert symbol.classification.value == "unknown"
@@ -117,7 +130,7 @@ def test_adoption_replaces_a_foreign_stop_and_leaves_exactly_one(
     manual(venue, Side.BUY, "0.02", kind=OrderType.STOP, trigger="52000", reduce_only=True)
     manual(venue, Side.BUY, "0.01", kind=OrderType.STOP, trigger="53000", reduce_only=True)
     core = make_core(venue, store)
-    Reconciler(core).run(venue.now_ms())
+    settle(core, venue.now_ms())
     [stop] = stops(venue)
     pos = core.registry[BTC]
     assert pos.side is PositionSide.SHORT and pos.current is State.PROTECTED
@@ -216,8 +229,62 @@ def test_dry_run_changes_nothing(venue: InProcessHarness, store: PositionStore) 
     manual(venue, Side.BUY, "0.03")
     before = store.count("transitions")
     core = make_core(venue, store)
-    report = Reconciler(core).run(venue.now_ms(), dry_run=True)
+    report = Reconciler(core).run(venue.now_ms(), dry_run=True)  # shows what it would adopt
     assert [type(a).__name__ for a, _ in report.done] == ["Adopt", "PlaceStop"]
     assert all(outcome == "planned" for _, outcome in report.done)
     assert store.count("transitions") == before and stops(venue) == []
     assert report.to_dict()["actions"][0]["action"] == "Adopt"
+
+
+def test_back_to_back_passes_do_not_confirm_a_doubt(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    clock = [100.0]
+    params = ExecutionParams(confirm_after_s=3.0, ambiguous_grace_s=0.0)
+    core = ExecutionCore(venue.port, store, params=params, monotonic=lambda: clock[0])
+    open_long(core, venue.now_ms())
+    real = venue.port.positions  # the venue "forgets" the position for a while (stale reads)
+    venue.port.positions = lambda: []  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            assert core.reconciler.run(venue.now_ms()).status == RECHECK
+        assert core.registry[BTC].current is State.PROTECTED
+    finally:
+        venue.port.positions = real  # type: ignore[method-assign]
+    clock[0] += 5.0  # later, the venue shows it again: the doubt is dropped
+    assert core.reconciler.run(venue.now_ms()).status == READY
+    assert core.registry[BTC].current is State.PROTECTED and len(stops(venue)) == 1
+
+
+def test_a_fill_between_passes_restarts_the_doubt(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    clock = [100.0]
+    params = ExecutionParams(confirm_after_s=3.0, ambiguous_grace_s=0.0)
+    core = ExecutionCore(venue.port, store, params=params, monotonic=lambda: clock[0])
+    open_long(core, venue.now_ms())
+    manual(venue, Side.BUY, "0.01")  # the venue's size now differs from ours
+    assert core.reconciler.run(venue.now_ms()).status == RECHECK
+    pos = core.registry[BTC]
+    core.apply_event(pos, lambda: pos.quarantine("an event in between", at=1), venue.now_ms())
+    clock[0] += 5.0
+    assert core.reconciler.run(venue.now_ms()).status == RECHECK  # seen anew, not confirmed
+    assert core.registry[BTC].remaining == D("0.02")
+    clock[0] += 5.0
+    assert core.reconciler.run(venue.now_ms()).status == READY
+    assert core.registry[BTC].remaining == D("0.03")
+
+
+def test_a_quarantined_naked_position_gets_its_stop_from_reconciliation(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    core = make_core(venue, store)
+    open_long(core, venue.now_ms())
+    [stop] = stops(venue)
+    with venue.port.lock:
+        venue.engine.venue_cancel(stop.exchange_id)  # type: ignore[arg-type]
+    pos = core.registry[BTC]
+    core.apply_event(pos, lambda: pos.quarantine("ladder exhausted", at=1), venue.now_ms())
+    settle(core, venue.now_ms())
+    [again] = stops(venue)
+    assert again.qty == D("0.02") and again.reduce_only

@@ -52,7 +52,7 @@ def order(symbol: str, side: PositionSide, qty: int, trigger: int, client_id: st
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[list[Managed], Venue]:
+def worlds(draw: st.DrawFn) -> tuple[list[Managed], Venue, frozenset[str]]:
     managed: list[Managed] = []
     positions: list[PositionSnapshot] = []
     orders: list[Order] = []
@@ -91,7 +91,8 @@ def worlds(draw: st.DrawFn) -> tuple[list[Managed], Venue]:
             trigger = draw(st.sampled_from([80, 95, 105, 120]))
             cid = draw(st.sampled_from(["", f"bst-dead{n}{k}-sl-1", f"manual{n}{k}"]))
             orders.append(order(symbol, stop_side, draw(st.integers(1, 3)), trigger, cid))
-    return managed, Venue(positions, orders)
+    confirmed = frozenset(draw(st.sets(st.sampled_from(SYMBOLS))))  # unknown exposure seen before
+    return managed, Venue(positions, orders), confirmed
 
 
 def carry_out(
@@ -128,10 +129,10 @@ def carry_out(
 @settings(max_examples=300, deadline=None)
 @given(worlds())
 def test_a_carried_out_plan_leaves_every_exposure_managed_with_one_correct_stop(
-    world: tuple[list[Managed], Venue],
+    world: tuple[list[Managed], Venue, frozenset[str]],
 ) -> None:
-    managed, venue = world
-    decided = plan(managed, venue, FRAC)
+    managed, venue, confirmed = world
+    decided = plan(managed, venue, FRAC, confirmed)
     doubted = {a.symbol for a in decided.actions if isinstance(a, Recheck)}
     after_reg, after_venue = carry_out(managed, venue, decided.actions)
     by_symbol = {m.symbol: m for m in after_reg}
@@ -151,10 +152,10 @@ def test_a_carried_out_plan_leaves_every_exposure_managed_with_one_correct_stop(
 @settings(max_examples=300, deadline=None)
 @given(worlds())
 def test_a_second_plan_after_carrying_out_has_nothing_left_to_do(
-    world: tuple[list[Managed], Venue],
+    world: tuple[list[Managed], Venue, frozenset[str]],
 ) -> None:
-    managed, venue = world
-    decided = plan(managed, venue, FRAC)
+    managed, venue, confirmed = world
+    decided = plan(managed, venue, FRAC, confirmed)
     if not decided.settled:
         return
     after_reg, after_venue = carry_out(managed, venue, decided.actions)
@@ -168,9 +169,11 @@ def test_a_second_plan_after_carrying_out_has_nothing_left_to_do(
 
 @settings(max_examples=300, deadline=None)
 @given(worlds())
-def test_safety_rules_hold_for_every_plan(world: tuple[list[Managed], Venue]) -> None:
-    managed, venue = world
-    decided = plan(managed, venue, FRAC)
+def test_safety_rules_hold_for_every_plan(
+    world: tuple[list[Managed], Venue, frozenset[str]],
+) -> None:
+    managed, venue, confirmed = world
+    decided = plan(managed, venue, FRAC, confirmed)
     held = {p.symbol: p for p in venue.positions}
     kinds = [type(a) for a in decided.actions]
     for first, later in itertools.pairwise(kinds):  # the order actions run in
@@ -183,6 +186,7 @@ def test_safety_rules_hold_for_every_plan(world: tuple[list[Managed], Venue]) ->
             assert opposite or m.doubt_passes >= 1, "closed on a single absence"
     for action in decided.actions:
         if isinstance(action, Adopt):
+            assert action.symbol in confirmed, "adopted on a single sighting"
             p = held[action.symbol]
             worse = (
                 min(p.entry_price, p.mark_price)
@@ -215,4 +219,6 @@ def test_opposite_side_closes_at_once_and_adopts() -> None:
     mine = Managed("p1", "AAA", LONG, State.PROTECTED, D(1))
     venue = Venue([PositionSnapshot("AAA", SHORT, D(2), D(100), D(100))], [])
     kinds = [type(a) for a in plan([mine], venue, FRAC).actions]
+    assert kinds == [CloseAbsent, Recheck]  # closed at once; the new exposure is confirmed first
+    kinds = [type(a) for a in plan([mine], venue, FRAC, frozenset({"AAA"})).actions]
     assert kinds == [CloseAbsent, Adopt, PlaceStop]

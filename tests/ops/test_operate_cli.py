@@ -16,6 +16,7 @@ from adapters.exchange.ccxt_exchange import CcxtExchange
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
 from domain.models import Order, OrderRole, OrderStatus, OrderType, Side
+from persistence.store import PositionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USD:USD"
@@ -40,7 +41,9 @@ def run(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def manual_position(tmp_path: Path) -> Path:
-    """A position opened by hand at the paper venue, which Bastion has never seen."""
+    """A position opened by hand at the paper venue, which Bastion has never seen (its store
+    exists: paper has run here once)."""
+    PositionStore.open(tmp_path / "data" / "paper" / "positions.db").close()
     emulator = EmulatorProcess.start(tmp_path / "data" / "paper" / "exchange", speed=1.0)
     try:
         port = CcxtExchange(
@@ -87,6 +90,7 @@ def test_audit_stops_and_kill_flatten_on_a_manual_position(manual_position: Path
 
     killed = run(tmp, "run.py", "kill", "--paper", "--flatten", "--reason", "test")
     assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert "STILL WORKING" not in killed.stdout
     assert "the venue shows the account flat" in killed.stdout
     status = run(tmp, "run.py", "status", "--paper", "--json")
     assert json.loads(status.stdout)["kill_switch"]["latched"] is True
@@ -109,7 +113,11 @@ def test_bad_configuration_is_exit_2_without_traceback(tmp_path: Path) -> None:
         assert "risk_per_trade" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_live_commands_without_keys_say_so(tmp_path: Path) -> None:
+def test_commands_refuse_a_missing_store_and_missing_keys(tmp_path: Path) -> None:
+    proc = run(tmp_path, "run.py", "kill")  # a wrong data_dir must not get a fresh store
+    assert proc.returncode == 1 and "no position store at" in proc.stderr, proc.stderr
+    assert not (tmp_path / "data" / "live" / "positions.db").exists()
+    PositionStore.open(tmp_path / "data" / "live" / "positions.db").close()
     proc = run(tmp_path, "run.py", "kill")
     assert proc.returncode == 1
     assert "BASTION_EXCHANGE__API_KEY" in proc.stderr and "Traceback" not in proc.stderr
