@@ -425,6 +425,14 @@ class Position:
     # ----------------------------------------------------------------- machine conditions
 
     def flat_after(self, nxt: PositionData) -> bool:
+        """Over: filled, closed again, and no entry order left that could add to it."""
+        return self._flat(nxt) and not nxt.entry_working
+
+    def flat_entry_working_after(self, nxt: PositionData) -> bool:
+        return self._flat(nxt) and nxt.entry_working
+
+    @staticmethod
+    def _flat(nxt: PositionData) -> bool:
         return nxt.entry_filled > 0 and nxt.remaining == 0 and not nxt.deferred_exits
 
     def covered_after(self, nxt: PositionData) -> bool:

@@ -26,7 +26,7 @@ class State(StrEnum):
 
 
 STATE_MEANING: dict[State, str] = {
-    State.PENDING: "entry intent recorded; entry order in flight or working; no exposure yet",
+    State.PENDING: "entry order in flight or working; no exposure (yet, or again after exits)",
     State.UNPROTECTED: "exposure > 0 and no resting stop covers exactly all of it",
     State.PROTECTED: "exposure > 0 and a resting reduce-only stop covers exactly all of it",
     State.EXITING: "an exit is in flight; the stop stays in place until the exit fills",
@@ -60,12 +60,15 @@ C, K, Q = State.CLOSED, State.CANCELLED, State.QUARANTINED
 def _settle(trigger: str, source: State, hold: State | None = None) -> tuple[Rule, ...]:
     """Rows for an event that changes exposure or stop coverage.
 
-    Flat after the event -> closed; no known exposure left but exit fills still waiting for entry
+    Flat after the event -> closed, or back to pending while the entry order still works (more of
+    it may fill); no known exposure left but exit fills still waiting for entry
     fills we have not seen -> quarantined (it settles to closed when they arrive); exactly covered
     by the resting stop -> protected; otherwise unprotected, unless ``hold`` names a state the
     position keeps (exiting, quarantined).
     """
     rows = [Rule(trigger, source, C, ("flat_after",))]
+    if hold is not Q:  # flat, but the entry still works: more may fill, it is not over
+        rows.append(Rule(trigger, source, P, ("flat_entry_working_after",)))
     if hold is not Q:
         rows.append(Rule(trigger, source, Q, ("unbalanced_after",)))
     if hold is None:
@@ -82,8 +85,10 @@ TRANSITIONS: tuple[Rule, ...] = (
     *_settle("entry_filled", P, hold=U),  # an entry fill may also settle earlier exit fills
     Rule("exit_filled", P, P, ("no_exposure_after",)),  # reordered: kept until its entry arrives
     Rule("entry_rejected", P, K, ("never_filled_after",)),
+    Rule("entry_rejected", P, C, ("flat_after",)),  # filled, then closed by exits
     Rule("entry_rejected", P, Q),
     Rule("entry_cancelled", P, K, ("never_filled_after",)),
+    Rule("entry_cancelled", P, C, ("flat_after",)),
     Rule("entry_cancelled", P, Q),
     Rule("quarantine_raised", P, Q),
     # unprotected: exposed, stop missing or wrong size
@@ -131,7 +136,9 @@ TRANSITIONS: tuple[Rule, ...] = (
     # quarantined: tracked, alerting, waiting for an operator or the protection ladder
     *_settle("entry_filled", Q, hold=Q),
     *_settle("exit_filled", Q, hold=Q),
+    Rule("entry_rejected", Q, C, ("flat_after",)),  # the entry was all that kept it open
     Rule("entry_rejected", Q, Q),
+    Rule("entry_cancelled", Q, C, ("flat_after",)),
     Rule("entry_cancelled", Q, Q),
     Rule("stop_submitted", Q, Q),
     Rule("stop_acked", Q, Q),

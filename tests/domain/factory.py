@@ -87,8 +87,15 @@ def quarantined(symbol: str = SYMBOL) -> Position:
     return pos
 
 
+def entry_done(pos: Position) -> Position:
+    """The rest of a working entry is cancelled (nothing more can fill)."""
+    pos.on_entry_cancelled(pos.entry_client_id, at=now())
+    return pos
+
+
 def closed(symbol: str = SYMBOL) -> Position:
-    pos = protected(symbol=symbol)
+    """Entry ended after 1 of 2, then the stop filled."""
+    pos = entry_done(protected(symbol=symbol))
     stop_fill(pos, "1")
     return pos
 

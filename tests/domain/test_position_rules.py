@@ -158,9 +158,11 @@ def test_exit_fills_beyond_known_entries_quarantine_then_settle_when_the_entry_a
     f.exit_fill(pos, "0.25")  # known exposure is now zero, one exit still unexplained
     assert pos.current is State.QUARANTINED
     assert pos.data.quarantine_reason == "exit fills exceed the known entry fills"
-    f.entry_fill(pos, "0.5")  # the late entry fill explains it
-    assert pos.current is State.CLOSED
+    f.entry_fill(pos, "0.5")  # the late entry fill explains it: flat, the entry still works
+    assert pos.current is State.QUARANTINED and not pos.data.deferred_exits
     assert pos.data.exit_filled == f.D("0.75")
+    pos.on_entry_cancelled(pos.entry_client_id, at=f.now())
+    assert pos.current is State.CLOSED
 
 
 def test_fill_for_another_symbol_is_refused() -> None:
@@ -173,3 +175,13 @@ def test_discarded_copy_leaves_the_shared_machine() -> None:
     pos = f.protected()
     pos.discard()
     assert pos not in MACHINE.models
+
+
+def test_a_stop_hit_while_the_entry_works_waits_for_the_entry_to_end() -> None:
+    """Stopped out after a partial fill: not closed while the rest of the entry can still fill
+    (a fill after closing would be exposure nobody manages)."""
+    pos = f.protected()  # 1 of 2 filled, stop for 1 resting
+    f.stop_fill(pos, "1")
+    assert pos.current is State.PENDING and pos.data.entry_working and pos.remaining == 0
+    f.entry_fill(pos, "1")  # the rest of the entry fills after all: exposed again, managed
+    assert pos.current is State.UNPROTECTED and pos.remaining == 1

@@ -254,8 +254,8 @@ class PositionLifecycle(RuleBasedStateMachine):
             assert d.stop_resting.qty == d.remaining > 0
         elif state in (State.UNPROTECTED, State.EXITING):
             assert d.remaining > 0
-        elif state is State.PENDING:
-            assert d.entry_filled == 0
+        elif state is State.PENDING:  # nothing filled yet, or flat again while the entry works
+            assert d.remaining == 0 and (d.entry_filled == 0 or d.entry_working)
         elif state is State.CLOSED:
             assert d.remaining == 0
             assert not d.deferred_exits

@@ -51,7 +51,8 @@ def _unbalanced_by_entry(pos: Position) -> Change | None:
 case(P, "adopted", U)(
     lambda: Position.adopt("a1", f.SYMBOL, PositionSide.SHORT, f.D(3), f.D(50), at=f.now())[1]
 )
-case(P, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.pending(), "1"), "1"))
+case(P, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.pending(), "2"), "2"))
+case(P, "entry_filled", P)(lambda: f.entry_fill(_with_deferred_exit(f.pending(), "1"), "1"))
 case(P, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.pending()))
 case(P, "entry_filled", U)(lambda: f.entry_fill(f.pending(), "1"))
 case(P, "exit_filled", P)(lambda: f.exit_fill(f.pending(), "1"))
@@ -75,6 +76,26 @@ def _p_cancelled() -> Change:
     return pos.on_entry_cancelled(pos.entry_client_id, at=f.now())
 
 
+def _stopped_out_while_entry_works() -> Position:
+    """1 of 2 filled, then closed by an exit fill: back to pending, the entry still works."""
+    pos = f.unprotected()
+    f.exit_fill(pos, "1")
+    assert pos.current is P
+    return pos
+
+
+@case(P, "entry_cancelled", C)
+def _p_cancelled_after_stopped_out() -> Change:
+    pos = _stopped_out_while_entry_works()
+    return pos.on_entry_cancelled(pos.entry_client_id, at=f.now())
+
+
+@case(P, "entry_rejected", C)
+def _p_rejected_after_stopped_out() -> Change:
+    pos = _stopped_out_while_entry_works()
+    return pos.on_entry_rejected(pos.entry_client_id, "venue cancelled the rest", at=f.now())
+
+
 @case(P, "entry_cancelled", Q)
 def _p_cancelled_after_exit_fill() -> Change:
     pos = _with_deferred_exit(f.pending(), "1")
@@ -86,6 +107,7 @@ case(P, "quarantine_raised", Q)(lambda: f.pending().quarantine("operator", at=f.
 
 # ------------------------------------------------------------------ unprotected
 case(U, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.unprotected(), "2"), "1"))
+case(U, "entry_filled", P)(lambda: f.entry_fill(_with_deferred_exit(f.unprotected(), "1.5"), "0.5"))
 
 
 @case(U, "entry_filled", R)
@@ -99,7 +121,8 @@ def _u_entry_restores_cover() -> Change | None:
 case(U, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.unprotected()))
 case(U, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.unprotected()))
 case(U, "entry_filled", U)(lambda: f.entry_fill(f.unprotected(), "0.5"))
-case(U, "exit_filled", C)(lambda: f.exit_fill(f.unprotected(), "1"))
+case(U, "exit_filled", C)(lambda: f.exit_fill(f.entry_done(f.unprotected()), "1"))
+case(U, "exit_filled", P)(lambda: f.exit_fill(f.unprotected(), "1"))  # the entry still works
 
 
 @case(U, "exit_filled", R)
@@ -150,7 +173,8 @@ case(U, "quarantine_raised", Q)(lambda: f.unprotected().quarantine("ladder", at=
 
 
 # ------------------------------------------------------------------ protected
-case(R, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.protected(), "1.5"), "0.5"))
+case(R, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.protected(), "2"), "1"))
+case(R, "entry_filled", P)(lambda: f.entry_fill(_with_deferred_exit(f.protected(), "1.5"), "0.5"))
 
 
 @case(R, "entry_filled", R)
@@ -164,7 +188,8 @@ def _r_entry_settles_deferred() -> Change | None:
 case(R, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.protected()))
 case(R, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.protected()))
 case(R, "entry_filled", U)(lambda: f.entry_fill(f.protected(), "1"))
-case(R, "exit_filled", C)(lambda: f.stop_fill(f.protected(), "1"))
+case(R, "exit_filled", C)(lambda: f.stop_fill(f.entry_done(f.protected()), "1"))
+case(R, "exit_filled", P)(lambda: f.stop_fill(f.protected(), "1"))
 case(R, "exit_filled", R)(lambda: f.stop_fill(f.protected(), "0.4"))
 case(R, "exit_filled", U)(lambda: f.exit_fill(f.protected(), "0.5", OrderRole.TAKE_PROFIT))
 
@@ -220,11 +245,13 @@ case(R, "quarantine_raised", Q)(lambda: f.protected().quarantine("ladder", at=f.
 
 
 # ------------------------------------------------------------------ exiting
-case(X, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.exiting(), "1.5"), "0.5"))
+case(X, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.exiting(), "2"), "1"))
+case(X, "entry_filled", P)(lambda: f.entry_fill(_with_deferred_exit(f.exiting(), "1.5"), "0.5"))
 case(X, "entry_filled", Q)(lambda: _unbalanced_by_entry(f.exiting()))
 case(X, "exit_filled", Q)(lambda: _unbalanced_by_exit(f.exiting()))
 case(X, "entry_filled", X)(lambda: f.entry_fill(f.exiting(), "1"))
-case(X, "exit_filled", C)(lambda: f.exit_fill(f.exiting(), "1"))
+case(X, "exit_filled", C)(lambda: f.exit_fill(f.entry_done(f.exiting()), "1"))
+case(X, "exit_filled", P)(lambda: f.exit_fill(f.exiting(), "1"))
 case(X, "exit_filled", X)(lambda: f.exit_fill(f.exiting(), "0.5"))
 
 
@@ -287,9 +314,9 @@ case(X, "quarantine_raised", Q)(lambda: f.exiting().quarantine("ladder", at=f.no
 
 
 # ------------------------------------------------------------------ quarantined
-case(Q, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.quarantined(), "1.5"), "0.5"))
+case(Q, "entry_filled", C)(lambda: f.entry_fill(_with_deferred_exit(f.quarantined(), "2"), "1"))
 case(Q, "entry_filled", Q)(lambda: f.entry_fill(f.quarantined(), "1"))
-case(Q, "exit_filled", C)(lambda: f.stop_fill(f.quarantined(), "1"))
+case(Q, "exit_filled", C)(lambda: f.stop_fill(f.entry_done(f.quarantined()), "1"))
 case(Q, "exit_filled", Q)(lambda: f.stop_fill(f.quarantined(), "0.5"))
 
 
@@ -411,3 +438,22 @@ def test_invalid_trigger_raises_and_changes_nothing(state: State, trigger: str) 
 
 def test_terminal_states_allow_nothing() -> None:
     assert {(C, t) for t in TRIGGERS} | {(K, t) for t in TRIGGERS} <= set(INVALID)
+
+
+def _quarantined_flat_while_entry_works() -> Position:
+    pos = f.quarantined()
+    f.stop_fill(pos, "1")
+    assert pos.current is Q and pos.remaining == 0 and pos.data.entry_working
+    return pos
+
+
+@case(Q, "entry_cancelled", C)
+def _q_cancelled_flat() -> Change:
+    pos = _quarantined_flat_while_entry_works()
+    return pos.on_entry_cancelled(pos.entry_client_id, at=f.now())
+
+
+@case(Q, "entry_rejected", C)
+def _q_rejected_flat() -> Change:
+    pos = _quarantined_flat_while_entry_works()
+    return pos.on_entry_rejected(pos.entry_client_id, "venue cancelled the rest", at=f.now())

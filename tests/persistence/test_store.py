@@ -82,7 +82,7 @@ def test_loading_rebuilds_live_positions_at_their_state(db: Path) -> None:
         assert position_to_record(pos) == position_to_record(live[pos.id])
         # a rebuilt machine accepts the next event of its state
         if pos.current is State.PROTECTED:
-            f.stop_fill(pos, "1")
+            f.stop_fill(f.entry_done(pos), "1")
             assert pos.current is State.CLOSED
 
 
