@@ -207,7 +207,7 @@ def until_ready() -> Command:
 
     def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
         out: Outbox = []
-        ready = core.ready or gather(core, out, lambda: core.reconcile_pass(now))
+        ready = core.ready or gather(core, out, lambda: core.reconciler.scheduled_pass(now))
         return {"ready": ready, "registry": len(core.registry)}, out
 
     return run

@@ -53,7 +53,7 @@ from actors.messages import (
     Tick,
     TradeClosed,
 )
-from actors.reconciler import READY, Reconciler
+from actors.reconciler import Reconciler
 from domain.errors import AmbiguousOutcome, DomainError, SymbolHasLivePosition, Temporary
 from domain.models import Fill, Instrument, OrderIntent, OrderRole, OrderStatus
 from domain.ports import ExchangePort
@@ -67,7 +67,6 @@ FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
 EQUITY_EVERY_MS = 30_000
 KILL_SWEEP_S = 5.0  # while the kill switch is latched, working entries are swept this often
-RECONCILE_NOW_S = 3600.0  # far enough back that the next beat runs a pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +132,6 @@ class ExecutionCore:
         self._equity_at = -EQUITY_EVERY_MS  # report on the first tick
         # startup is crash recovery: no entry before a reconciliation pass said ready
         self.reconciler = Reconciler(self)
-        self.ready = False
-        self._reconciled_at: float | None = None
-        self._settled = False  # the last pass left no doubt to confirm
         self._kill_swept_at = 0.0
 
     # ------------------------------------------------------------------ dispatch
@@ -151,7 +147,7 @@ class ExecutionCore:
                     self.stops.ensure(command, now)
                 case ReconcileSoon(symbol=symbol, reason=reason):
                     log.warning("reconciliation_requested", symbol=symbol, reason=reason)
-                    self.reconcile_soon()
+                    self.reconciler.soon()
                 case CloseRequested(symbol=symbol, reason=reason):
                     self._close(symbol, reason, now)
                 case Flatten(symbol=symbol, reason=reason, force=force):
@@ -168,6 +164,11 @@ class ExecutionCore:
                 case _:
                     log.warning("message_ignored", actor=self.name, message=type(message).__name__)
         return out
+
+    @property
+    def ready(self) -> bool:
+        """True once a reconciliation pass said READY: entries may start."""
+        return self.reconciler.ready
 
     def views(self) -> list[PositionView]:
         return [self._view(p) for p in self.registry.values()]
@@ -211,11 +212,13 @@ class ExecutionCore:
         if self.kill_latched:
             log.warning("entry_refused", symbol=intent.symbol, reason="kill_switch")
             return
-        if not self.ready and not self.reconcile_pass(now):
+        if not self.ready and not self.reconciler.scheduled_pass(now):
             log.warning("entry_refused", symbol=intent.symbol, reason="reconciling")
             return
         if intent.symbol in self.registry:
             log.warning("entry_refused", symbol=intent.symbol, reason="symbol_busy")
+            return
+        if not self._venue_flat(intent.symbol):
             return
         inst = self.instruments[intent.symbol]
         try:
@@ -246,6 +249,20 @@ class ExecutionCore:
             self.poll_fills(now)
 
     # ------------------------------------------------------------------ fills
+
+    def _venue_flat(self, symbol: str) -> bool:
+        """Rule 5 at the venue: no entry on a symbol holding exposure nobody manages (a manual
+        trade not adopted yet); the entry would merge with it. Unreadable: no entry either."""
+        try:
+            held = [p for p in self.port.positions() if p.symbol == symbol and p.qty > 0]
+        except (Temporary, AmbiguousOutcome) as err:
+            log.warning("entry_refused", symbol=symbol, reason=f"venue unreadable: {err}")
+            return False
+        if held:
+            log.warning("entry_refused", symbol=symbol, reason="unmanaged exposure at the venue")
+            self.reconciler.soon()
+            return False
+        return True
 
     def apply_venue_fills(
         self, now: int, apply: Callable[[Fill], int] | None = None, *, advance: bool = True
@@ -322,6 +339,8 @@ class ExecutionCore:
             self.stops.protect(pos, now)
         elif state is State.PROTECTED:
             self._place_targets(pos, now)
+        elif state is State.PENDING and pos.data.exit_filled > 0:
+            self.end_entry(pos, "closed by its exits: the rest of the entry is cancelled", now)
 
     def _announce(self, pos: Position) -> None:
         self.emit(PositionChanged(self._view(pos)), *LISTENERS)
@@ -449,32 +468,9 @@ class ExecutionCore:
 
     # ------------------------------------------------------------------ timer
 
-    def reconcile_pass(self, now: int) -> bool:
-        """A reconciliation pass; True once one said ready (entries may start)."""
-        self._reconciled_at = self._monotonic()
-        report = self.reconciler.run(now)
-        self._settled = report.status == READY
-        if self._settled and not self.ready:
-            log.info("reconciliation_ready", **report.summary())
-        self.ready = self.ready or self._settled
-        return self.ready
-
-    def reconcile_soon(self) -> None:
-        """Run a pass on the next beat (exposure nobody manages was seen)."""
-        self._settled = False
-        if self._reconciled_at is not None:
-            self._reconciled_at = min(self._reconciled_at, self._monotonic() - RECONCILE_NOW_S)
-
-    def _reconcile_due(self) -> bool:
-        if self._reconciled_at is None:
-            return True
-        calm = self.ready and self._settled
-        every = self.params.reconcile_every_s if calm else self.params.recheck_after_s
-        return self._monotonic() - self._reconciled_at >= every
-
     def _tick(self, now: int) -> None:
-        if self._reconcile_due():
-            self.reconcile_pass(now)
+        if self.reconciler.due():
+            self.reconciler.scheduled_pass(now)
         if self.kill_latched and self._monotonic() - self._kill_swept_at >= KILL_SWEEP_S:
             self._kill_swept_at = self._monotonic()  # an entry whose cancel failed, or that
             for pos in list(self.registry.values()):  # was unresolved at the kill, ends now

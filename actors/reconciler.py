@@ -142,7 +142,36 @@ class Reconciler:
 
     core: ExecutionCore
     doubts: dict[str, Doubt] = field(default_factory=dict)  # position id or unknown:<symbol>
+    ready: bool = False  # a pass said READY since the core started: entries may start
     _copies: dict[str, Position] = field(default_factory=dict)  # dry run: fills go to copies
+    _last_at: float | None = None  # monotonic time of the last scheduled pass
+    _settled: bool = False  # the last pass left no doubt to confirm
+
+    # ------------------------------------------------------------------ schedule
+
+    def scheduled_pass(self, now: int) -> bool:
+        """A pass on the timer (or before a first entry); True once one said ready."""
+        self._last_at = self.core.monotonic()
+        report = self.run(now)
+        self._settled = report.status == READY
+        if self._settled and not self.ready:
+            log.info("reconciliation_ready", **report.summary())
+        self.ready = self.ready or self._settled
+        return self.ready
+
+    def soon(self) -> None:
+        """Run a pass on the next beat (exposure nobody manages was seen)."""
+        self._settled = False
+        self._last_at = None
+
+    def due(self) -> bool:
+        """Until ready, or while a doubt waits: every ``recheck_after_s``; then every
+        ``reconcile_every_s``."""
+        if self._last_at is None:
+            return True
+        params = self.core.params
+        every = params.reconcile_every_s if self.ready and self._settled else params.recheck_after_s
+        return self.core.monotonic() - self._last_at >= every
 
     def run(
         self,
@@ -210,9 +239,8 @@ class Reconciler:
         seen: dict[str, tuple[object, int]] = {}
         for pos in self.core.registry.values():
             seen[pos.id] = (held.get(pos.symbol), self._copies.get(pos.id, pos).version)
-        for symbol, shown in held.items():
-            if symbol not in self.core.registry:
-                seen[f"unknown:{symbol}"] = (shown, 0)
+        for symbol, shown in held.items():  # any of it may turn out to be nobody's
+            seen[f"unknown:{symbol}"] = (shown, 0)
         return seen
 
     def _confirmed(self, key: str, shown: object, version: int) -> bool:
@@ -228,7 +256,7 @@ class Reconciler:
             if not isinstance(action, Recheck):
                 continue
             key = action.position_id or f"unknown:{action.symbol}"
-            shown, version = seen[key]
+            shown, version = seen.get(key, (None, -1))
             old = self.doubts.get(key)
             same = old is not None and (old.seen, old.version) == (shown, version)
             kept[key] = old if same and old else Doubt(shown, version, self.core.monotonic())

@@ -40,7 +40,9 @@ class EmulatorProcess:
         warmup_minutes: int = 600,
         log_level: str = "WARNING",
         timeout_s: float = 60.0,
+        stderr_path: Path | None = None,
     ) -> EmulatorProcess:
+        """Start it and wait for its URL; ``stderr_path`` collects its stderr (appended)."""
         state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -61,7 +63,14 @@ class EmulatorProcess:
             "--log-level",
             log_level,
         ]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, env=dict(os.environ))
+        err = None if stderr_path is None else stderr_path.open("ab")
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, env=dict(os.environ)
+            )
+        finally:
+            if err is not None:
+                err.close()
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout_s
         line = b""
