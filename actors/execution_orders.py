@@ -38,7 +38,7 @@ class OrderDesk:
         self._monotonic = monotonic
         statuses = {OrderStatus.SENDING, OrderStatus.UNKNOWN}
         self._unresolved: set[str] = {o.client_id for o in core.store.orders(statuses=statuses)}
-        self._unknown_since: dict[str, float] = {}
+        self._unknown_since: dict[str, tuple[float, int]] = {}  # first miss: wall s, venue ms
 
     def submit(
         self,
@@ -134,8 +134,11 @@ class OrderDesk:
             return
         order = journaled[0]
         if found is None:
-            first = self._unknown_since.setdefault(client_id, self._monotonic())
-            if self._monotonic() - first < core.params.ambiguous_grace_s:
+            first, first_ms = self._unknown_since.setdefault(client_id, (self._monotonic(), now))
+            grace = core.params.ambiguous_grace_s
+            # waited out on the wall clock or on the venue's, whichever runs faster (a
+            # simulated venue at 120x must not outwait the ladder's venue-time timeouts)
+            if self._monotonic() - first < grace and now - first_ms < grace * 1000:
                 self._unresolved.add(client_id)  # maybe not visible yet: ask again next tick
                 return
         self._unknown_since.pop(client_id, None)

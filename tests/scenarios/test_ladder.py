@@ -160,7 +160,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             execution = ExecutionCore(
                 port,
                 store,
-                params=ExecutionParams(ambiguous_grace_s=5.0),
+                params=ExecutionParams(ambiguous_grace_s=10.0),
                 monotonic=lambda: wall[0],
             )
             protection = ProtectionCore(port, params=LadderParams.from_settings(SETTINGS))
@@ -303,7 +303,7 @@ def test_a_stop_lost_before_the_venue_is_waited_for_then_retried(rig: Rig) -> No
         assert answers == [Outcome.UNKNOWN, Outcome.IN_FLIGHT]
         assert rig.venue_orders() == []
         assert rig.journal(pos, OrderRole.STOP) == [(f"bst-{pos.id}-sl-1", OrderStatus.UNKNOWN)]
-        rig.wall[0] = 6.0  # past execution's grace: not at the venue, so it was never placed
+        rig.wall[0] = 11.0  # past execution's grace: not at the venue, so it was never placed
         rig.run_until(lambda: pos.current is State.PROTECTED, within_ms=10_000)
     assert rig.journal(pos, OrderRole.STOP) == [
         (f"bst-{pos.id}-sl-1", OrderStatus.REJECTED),
