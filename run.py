@@ -17,15 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from alembic.util import CommandError
 
 from actors import modes
 from adapters.exchange.factory import exchange_from_settings
 from adapters.logs import configure_logging
-from adapters.settings import ConfigError, Settings, format_config_error, load_settings
+from adapters.settings import (
+    ConfigError,
+    Settings,
+    format_config_error,
+    history_url,
+    load_settings,
+)
 from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
 from ops import operate, status
+from persistence.history import schema as history_schema
+from persistence.history.engine import BadDatabaseUrl, safe_url
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -171,6 +180,44 @@ def _kill_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--reason", default="operator kill", help="recorded with the latch")
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the mode's history database (``--to``), or step it back (``--downgrade``).
+
+    The service does not check the history schema at startup yet: that arrives with the
+    history writer actor (issue 8), which will call ``persistence.history.schema.check``.
+    """
+    if args.paper and args.config is None:
+        args.config = PAPER_PROFILE
+    settings = _settings(args)
+    url = history_url(settings, "paper" if args.paper else "live")
+    try:
+        if args.downgrade is not None:
+            before, after = history_schema.downgrade(url, args.downgrade)
+        else:
+            before, after = history_schema.upgrade(url, args.to)
+    except (BadDatabaseUrl, history_schema.HistoryUnreachable) as err:
+        print(f"bastion: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except history_schema.HistorySchemaTooNew as err:
+        print(f"bastion: refusing to migrate: {err}", file=sys.stderr)
+        return EXIT_UNSAFE
+    except CommandError as err:  # an unknown target revision
+        print(f"bastion: cannot migrate {safe_url(url)}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    verb = "unchanged at" if before == after else f"migrated from {before or 'empty'} to"
+    print(f"history database {safe_url(url)}: {verb} {after or 'empty'}")
+    return EXIT_OK
+
+
+def _migrate_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--paper", action="store_true", help="the paper-trading history database")
+    target = cmd.add_mutually_exclusive_group()
+    target.add_argument("--to", default="head", metavar="REV", help="upgrade to REV (default head)")
+    target.add_argument(
+        "--downgrade", default=None, metavar="REV", help="downgrade to REV (base: empty)"
+    )
+
+
 def cmd_sim_exchange(argv: list[str]) -> int:
     """Run the loopback Kraken Futures emulator in the foreground (its own options follow)."""
     return sim_cli.main(argv, prog="run.py sim-exchange")
@@ -220,6 +267,11 @@ COMMANDS: dict[str, Command] = {
         _kill_args,
     ),
     "resume": Command(cmd_resume, "release the kill switch", _operate_args),
+    "migrate": Command(
+        cmd_migrate,
+        "create or upgrade the history database (--downgrade REV: step back)",
+        _migrate_args,
+    ),
 }
 
 

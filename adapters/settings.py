@@ -348,7 +348,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    database_url: str | None = None
+    database_url: str | None = Field(default=None, repr=False)  # may hold a password
 
     @classmethod
     def settings_customise_sources(
@@ -414,6 +414,17 @@ class Settings(BaseSettings):
         return data
 
 
+def history_url(settings: Settings, mode: str) -> str:
+    """The history database URL for ``mode`` (``live``/``paper``).
+
+    ``database_url`` when set (it then serves whichever mode runs), else SQLite at
+    ``<data_dir>/<mode>/history.db`` next to that mode's position store.
+    """
+    if settings.database_url is not None:
+        return settings.database_url
+    return f"sqlite:///{(settings.data_dir / mode / 'history.db').as_posix()}"
+
+
 def _url_password(url: str | None) -> str | None:
     if url is None:
         return None
@@ -450,5 +461,6 @@ __all__ = [
     "TelegramSettings",
     "UniverseSettings",
     "format_config_error",
+    "history_url",
     "load_settings",
 ]

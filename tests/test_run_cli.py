@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,46 @@ def test_status_reads_a_store_held_by_a_running_service(tmp_path: Path) -> None:
     assert (row["state"], row["qty"], row["stop"]) == ("protected", "1", "90")
     assert report["kill_switch"] == {"latched": False}
     assert "protected" in text.stdout
+
+
+def test_migrate_creates_and_upgrades_the_history_database(tmp_path: Path) -> None:
+    result = run("migrate", "--paper", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sqlite:///data/paper/history.db: migrated from empty to 0001" in result.stdout
+    assert (tmp_path / "data" / "paper" / "history.db").exists()
+
+    again = run("migrate", "--paper", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "unchanged at 0001" in again.stdout
+
+    down = run("migrate", "--paper", "--downgrade", "base", cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert "migrated from 0001 to empty" in down.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+nodriver://bastion:pg-secret@db/history",
+        "postgresql://bastion:pg-secret@127.0.0.1:1/history",  # nothing listens on port 1
+    ],
+)
+def test_migrate_bad_url_exits_2_without_traceback(tmp_path: Path, url: str) -> None:
+    result = run("migrate", cwd=tmp_path, env={"BASTION_DATABASE_URL": url})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("bastion: ")
+    assert "bastion:***@" in result.stderr
+    assert "pg-secret" not in result.stderr + result.stdout
+
+
+def test_migrate_refuses_a_newer_history_database(tmp_path: Path) -> None:
+    db = tmp_path / "newer.db"
+    env = {"BASTION_DATABASE_URL": f"sqlite:///{db}"}
+    assert run("migrate", cwd=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'ffff9999'")
+    result = run("migrate", cwd=tmp_path, env=env)
+    assert result.returncode == 3
+    assert "newer Bastion" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -226,6 +226,7 @@ def test_secrets_from_environment() -> None:
         ["key-1234", "secret-5678", "123456:bot-token", "pg-pass"]
     )
     assert "key-1234" not in repr(settings)
+    assert "pg-pass" not in repr(settings)
 
     dump = settings.redacted_dump()
     assert dump["exchange"]["api_key"] == "***"

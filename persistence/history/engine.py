@@ -1,0 +1,115 @@
+"""Engines for the history database: SQLite (WAL) or PostgreSQL (psycopg 3).
+
+- URLs are normalised: ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://``.
+- SQLite: ``journal_mode=WAL``, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout on
+  every connection; transactions start with an explicit ``BEGIN`` (the SQLAlchemy recipe), so a
+  migration's DDL commits or rolls back as a whole, as it does on PostgreSQL.
+- PostgreSQL: a small pool, ``pool_pre_ping`` (a restarted server is noticed before a write
+  fails), recycled connections and a connect timeout.
+- A URL is only ever shown through :func:`safe_url`, which hides the password.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from domain.errors import BastionError
+
+BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_S = 10
+PG_POOL = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 30, "pool_recycle": 1800}
+_PG_ALIASES = frozenset({"postgresql", "postgres"})
+_PASSWORD_RE = re.compile(r"(://[^:/@]*):[^@/]*@")
+
+
+class BadDatabaseUrl(BastionError):
+    """The history database URL cannot be used (syntax, backend or driver); a config error."""
+
+
+def normalise_url(url: str | URL) -> URL:
+    """``url`` parsed, with PostgreSQL pointed at the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise BadDatabaseUrl(f"not a database URL: {_hide(url)}") from None
+    except ValueError as err:  # e.g. a non-numeric port
+        raise BadDatabaseUrl(f"not a database URL: {_hide(url)} ({err})") from None
+    if parsed.drivername in _PG_ALIASES:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BadDatabaseUrl(
+            f"unsupported database {safe_url(parsed)}: use sqlite:///PATH or postgresql://..."
+        )
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as text with its password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _hide(url)
+
+
+def _hide(url: str | URL) -> str:
+    """Mask ``user:password@`` in text that did not parse as a URL."""
+    return _PASSWORD_RE.sub(r"\1:***@", str(url))
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind an SQLite URL, or None for an in-memory database or another backend."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with Bastion's settings for its backend (see module docstring)."""
+    parsed = normalise_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(
+                parsed,
+                connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+                pool_pre_ping=True,
+                **kwargs,
+            )
+            _configure_sqlite(engine)
+            return engine
+        options: dict[str, Any] = {**PG_POOL, **kwargs}
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+            **options,
+        )
+    except (NoSuchModuleError, ArgumentError) as err:
+        raise BadDatabaseUrl(f"cannot use {safe_url(parsed)}: {err}") from None
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver; SQLAlchemy's "begin" event below issues BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+__all__ = ["BadDatabaseUrl", "make_engine", "normalise_url", "safe_url", "sqlite_path"]
