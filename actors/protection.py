@@ -47,9 +47,10 @@ from actors.messages import (
 )
 from adapters.settings import ProtectionSettings
 from domain.errors import AmbiguousOutcome, Temporary
-from domain.models import Instrument, Order, OrderRole, OrderType, PositionSide, PositionSnapshot
+from domain.models import Instrument, Order, PositionSide, PositionSnapshot
 from domain.ports import ExchangePort
 from domain.position_table import TERMINAL, State
+from domain.reconcile import is_stop
 
 log = structlog.get_logger(__name__)
 
@@ -66,19 +67,11 @@ def stop_cover(position: PositionSnapshot, orders: list[Order]) -> Cover:
     stops = [
         o.qty - o.filled_qty
         for o in orders
-        if o.symbol == position.symbol
-        and o.reduce_only
-        and o.side is exit_side
-        and (o.type is OrderType.STOP or o.role is OrderRole.STOP)
+        if o.symbol == position.symbol and o.reduce_only and o.side is exit_side and is_stop(o)
     ]
     if sum(stops, Decimal(0)) < position.qty:
         return Cover.NAKED
     return Cover.CORRECT if stops == [position.qty] else Cover.UNTIDY
-
-
-def covered(position: PositionSnapshot, orders: list[Order]) -> bool:
-    """True when reduce-only stops on the exit side add up to at least the position's size."""
-    return stop_cover(position, orders) is not Cover.NAKED
 
 
 def reference_price(
@@ -275,7 +268,6 @@ __all__ = [
     "Cover",
     "ProtectionCore",
     "ProtectionReport",
-    "covered",
     "reference_price",
     "registry_naked",
     "stop_cover",

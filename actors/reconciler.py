@@ -363,31 +363,35 @@ class Reconciler:
         self.core.poll_fills(now)
         return pos.version != version
 
-    def _close_absent(self, action: CloseAbsent, now: int) -> str:
-        core = self.core
-        pos = core.position_by_id(action.position_id)
+    def _doubted(self, position_id: str, now: int) -> Position | str:
+        """The position a confirmed doubt is about, or why nothing is done after all."""
+        pos = self.core.position_by_id(position_id)
         if pos is None:
             return "skipped: not managed"
         if self._fills_moved(pos, now):
             return "skipped: fills arrived; checked again next pass"
+        return pos
+
+    def _book(self, pos: Position, role: OrderRole, qty: Decimal, price: Decimal, now: int) -> None:
+        """Make the registry follow the venue with a synthetic fill, ``recon-<id>-<version>``."""
+        side = pos.side.entry_side if role is OrderRole.ENTRY else pos.side.exit_side
+        fill = Fill(f"recon-{pos.id}-{pos.version}", pos.symbol, side, qty, price, now)
+        self.core.apply_event(pos, lambda: pos.apply_fill(fill, role, at=now), now)
+
+    def _close_absent(self, action: CloseAbsent, now: int) -> str:
+        pos = self._doubted(action.position_id, now)
+        if isinstance(pos, str):
+            return pos
         if pos.data.entry_working:
-            core.end_entry(pos, action.reason, now)
+            self.core.end_entry(pos, action.reason, now)
         if pos.is_terminal:
             return f"state {pos.state}"
         if pos.remaining <= 0:
             return "waiting for the entry to end"
         d = pos.data
         price = d.stop_resting.price if d.stop_resting else d.avg_entry_price or Decimal(0)
-        fill = Fill(
-            f"recon-{pos.id}-{pos.version}",
-            pos.symbol,
-            pos.side.exit_side,
-            d.remaining,
-            price,
-            now,
-        )
         log.warning("position_closed_absent", position_id=pos.id, reason=action.reason)
-        core.apply_event(pos, lambda: pos.apply_fill(fill, OrderRole.EXIT, at=now), now)
+        self._book(pos, OrderRole.EXIT, d.remaining, price, now)
         return f"state {pos.state}"
 
     def _adopt(self, action: Adopt, now: int) -> str:
@@ -414,24 +418,12 @@ class Reconciler:
         return f"adopted as {pos.id}, state {pos.state}"
 
     def _adjust(self, action: AdjustQty, now: int) -> str:
-        core = self.core
-        pos = core.position_by_id(action.position_id)
-        if pos is None:
-            return "skipped: not managed"
-        if self._fills_moved(pos, now):
-            return "skipped: fills arrived; checked again next pass"
-        grows = action.delta > 0
-        fill = Fill(
-            f"recon-{pos.id}-{pos.version}",
-            pos.symbol,
-            pos.side.entry_side if grows else pos.side.exit_side,
-            abs(action.delta),
-            action.price,
-            now,
-        )
-        role = OrderRole.ENTRY if grows else OrderRole.EXIT
+        pos = self._doubted(action.position_id, now)
+        if isinstance(pos, str):
+            return pos
+        role = OrderRole.ENTRY if action.delta > 0 else OrderRole.EXIT
         log.warning("position_size_adjusted", position_id=pos.id, delta=str(action.delta))
-        core.apply_event(pos, lambda: pos.apply_fill(fill, role, at=now), now)
+        self._book(pos, role, abs(action.delta), action.price, now)
         return f"state {pos.state}, size {pos.remaining}"
 
     def _cancel(self, action: CancelOrder, now: int) -> str:

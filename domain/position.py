@@ -190,8 +190,8 @@ class Position:
         if self in MACHINE.models:
             MACHINE.remove_model(self)
 
-    def tracks(self, client_id: str) -> bool:
-        """True when ``client_id`` is an order this position still follows."""
+    def tracked(self) -> frozenset[str]:
+        """The client ids of the orders this position still follows (take-profits aside)."""
         d = self.data
         live = {
             self.entry_client_id if d.entry_working else None,
@@ -199,7 +199,11 @@ class Position:
             d.stop_resting.client_id if d.stop_resting else None,
             d.exit_client_id,
         }
-        return client_id in live
+        return frozenset(c for c in live if c)
+
+    def tracks(self, client_id: str) -> bool:
+        """True when ``client_id`` is an order this position still follows."""
+        return client_id in self.tracked()
 
     # ----------------------------------------------------------------- fills
 

@@ -71,19 +71,13 @@ class Managed:
     def of(cls, pos: Position, doubt_passes: int = 0) -> Managed:
         d = pos.data
         stop = d.stop_resting
-        tracked = {
-            pos.entry_client_id if d.entry_working else None,
-            d.stop_pending.client_id if d.stop_pending else None,
-            stop.client_id if stop else None,
-            d.exit_client_id,
-        }
         return cls(
             pos.id,
             pos.symbol,
             pos.side,
             pos.current,
             d.remaining,
-            frozenset(c for c in tracked if c),
+            pos.tracked(),
             stop.client_id if stop else None,
             stop.qty if stop else ZERO,
             stop.price if stop else None,
