@@ -22,19 +22,6 @@ D = Decimal
 
 
 @pytest.fixture
-def venue() -> InProcessHarness:
-    harness = InProcessHarness()
-    harness.set_price(BTC, D(50_000))
-    return harness
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with PositionStore.open(tmp_path / "positions.db") as s:
-        yield s
-
-
-@pytest.fixture
 def core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
     return ExecutionCore(venue.port, store, params=ExecutionParams(ambiguous_grace_s=0.0))
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from actors.core import ALLOCATOR, PROTECTION, RISK
 from actors.execution import ExecutionCore, ExecutionParams
@@ -30,19 +27,6 @@ from tests.adapters.conformance.harness import BTC, Fault
 from tests.adapters.conformance.inprocess_harness import InProcessHarness
 
 D = Decimal
-
-
-@pytest.fixture
-def venue() -> InProcessHarness:
-    harness = InProcessHarness()
-    harness.set_price(BTC, D(50_000))
-    return harness
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with PositionStore.open(tmp_path / "positions.db") as s:
-        yield s
 
 
 def core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:

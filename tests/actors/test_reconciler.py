@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import PlaceIntent
@@ -27,19 +24,6 @@ from tests.adapters.conformance.inprocess_harness import InProcessHarness
 
 D = Decimal
 FRAC = D("0.02")
-
-
-@pytest.fixture
-def venue() -> InProcessHarness:
-    harness = InProcessHarness()
-    harness.set_price(BTC, D(50_000))
-    return harness
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with PositionStore.open(tmp_path / "positions.db") as s:
-        yield s
 
 
 def make_core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
