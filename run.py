@@ -63,14 +63,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-PAPER_PROFILE = Path(__file__).resolve().parent / "config.paper.yaml"
 EXIT_KILL_SWITCH = 4  # systemd does not restart a service whose kill switch is latched
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
     """Paper trading: the bundled emulator as a child process, then the live system against it."""
-    if args.config is None:
-        args.config = PAPER_PROFILE
+    args.config = modes.config_path(args.config, paper=True)
     settings = _settings(args)
     configure_logging(settings.log_dir, settings.log_level, settings.secret_values())
     print(
@@ -116,17 +114,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     )
 
 
-def store_path(settings: Settings, mode: str) -> Path:
-    """Where a mode keeps its position store: ``<data_dir>/<mode>/positions.db``."""
-    return settings.data_dir / mode / "positions.db"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Positions, kill switch and last reconciliation, read-only (works while the service runs)."""
-    if args.paper and args.config is None:
-        args.config = PAPER_PROFILE
+    args.config = modes.config_path(args.config, paper=args.paper)
     settings = _settings(args)
-    db = store_path(settings, "paper" if args.paper else "live")
+    db = modes.store_path(settings, "paper" if args.paper else "live")
     if not db.exists():
         print(f"no position store at {db}: nothing has run in this mode yet")
         return EXIT_OK
@@ -186,8 +178,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     The service does not check the history schema at startup yet: that arrives with the
     history writer actor (issue 8), which will call ``persistence.history.schema.check``.
     """
-    if args.paper and args.config is None:
-        args.config = PAPER_PROFILE
+    args.config = modes.config_path(args.config, paper=args.paper)
     settings = _settings(args)
     url = history_url(settings, "paper" if args.paper else "live")
     try:

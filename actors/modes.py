@@ -97,6 +97,24 @@ class MetricsView:
         return m.registry.render()
 
 
+PAPER_PROFILE = Path(__file__).resolve().parents[1] / "config.paper.yaml"
+
+
+def config_path(config: Path | None, *, paper: bool) -> Path | None:
+    """The configuration a command reads: the one given, else the paper profile for paper."""
+    return PAPER_PROFILE if paper and config is None else config
+
+
+def store_path(settings: Settings, mode: str) -> Path:
+    """Where a mode keeps its position store: ``<data_dir>/<mode>/positions.db``."""
+    return Path(settings.data_dir) / mode / "positions.db"
+
+
+def paper_exchange_dir(settings: Settings) -> Path:
+    """Where the paper emulator keeps its state: ``<data_dir>/paper/exchange``."""
+    return store_path(settings, "paper").with_name("exchange")
+
+
 def open_store(
     settings: Settings, mode: str, *, lock_wait_s: float = STORE_LOCK_WAIT_S
 ) -> PositionStore:
@@ -107,7 +125,7 @@ def open_store(
     (``run.py kill`` with the service down) holds it for seconds, and a service restarted by
     systemd meanwhile must not give up for good. Still held after that: exit 3.
     """
-    path = settings.data_dir / mode / "positions.db"
+    path = store_path(settings, mode)
     deadline = time.monotonic() + lock_wait_s
     while True:
         try:
@@ -215,7 +233,7 @@ def run_paper(
 ) -> int:
     """Start the emulator (state under ``<data_dir>/paper/exchange``) and trade against it."""
     store = open_store(settings, "paper")
-    state = Path(settings.data_dir) / "paper" / "exchange"
+    state = paper_exchange_dir(settings)
     try:
         emulator = EmulatorProcess.start(state, speed=speed)
     except BaseException:

@@ -27,6 +27,7 @@ import structlog
 
 from actors.control import command_for
 from actors.execution import ExecutionCore
+from actors.modes import config_path, paper_exchange_dir, store_path
 from actors.runtime import execution_params
 from adapters.exchange.ccxt_exchange import CcxtExchange
 from adapters.exchange.factory import exchange_from_settings
@@ -41,15 +42,10 @@ from persistence.store import PositionStore
 log = structlog.get_logger(__name__)
 SERVICE_TIMEOUT_S = 30.0
 FLATTEN_TIMEOUT_S = 150.0  # a flatten waits for the venue to show the account flat
-PAPER_PROFILE = Path(__file__).resolve().parents[1] / "config.paper.yaml"
 
 
 class OperateError(BastionError):
     """The command could not be carried out; the message says why and what to do."""
-
-
-def mode_dir(settings: Settings, mode: str) -> Path:
-    return Path(settings.data_dir) / mode
 
 
 def execute(
@@ -62,8 +58,8 @@ def execute(
     timeout_s: float = SERVICE_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Run ``command`` with ``args``; the result says ``via`` ``service`` or ``direct``."""
-    where = mode_dir(settings, mode)
-    db = where / "positions.db"
+    db = store_path(settings, mode)
+    where = db.parent
     if not db.exists():  # never act on a store made up on the spot (a wrong data_dir)
         raise OperateError(
             f"no position store at {db}: Bastion has not run in {mode} mode with this "
@@ -116,7 +112,7 @@ def venue(settings: Settings, mode: str) -> Iterator[CcxtExchange]:
             )
         yield exchange_from_settings(exchange)
         return
-    emulator = EmulatorProcess.start(mode_dir(settings, mode) / "exchange", speed=1.0)
+    emulator = EmulatorProcess.start(paper_exchange_dir(settings), speed=1.0)
     try:
         yield CcxtExchange(
             "krakenfutures",
@@ -205,8 +201,7 @@ def run_tool(
 ) -> dict[str, Any] | None:
     """Load the configuration, run ``command`` and print its result; None after a failure
     (reported on stderr). A bad configuration exits with code 2."""
-    if args.paper and args.config is None:
-        args.config = PAPER_PROFILE
+    args.config = config_path(args.config, paper=args.paper)
     try:
         settings = load_settings(args.config)
     except ConfigError as err:
