@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from domain.position_table import to_mermaid
+from persistence.history import schema
 from persistence.store import PositionStore
 from tests.domain import factory
 
@@ -136,16 +137,17 @@ def test_status_reads_a_store_held_by_a_running_service(tmp_path: Path) -> None:
 def test_migrate_creates_and_upgrades_the_history_database(tmp_path: Path) -> None:
     result = run("migrate", "--paper", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "sqlite:///data/paper/history.db: migrated from empty to 0001" in result.stdout
+    head = schema.head()
+    assert f"sqlite:///data/paper/history.db: migrated from empty to {head}" in result.stdout
     assert (tmp_path / "data" / "paper" / "history.db").exists()
 
     again = run("migrate", "--paper", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "unchanged at 0001" in again.stdout
+    assert f"unchanged at {head}" in again.stdout
 
     down = run("migrate", "--paper", "--downgrade", "base", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
-    assert "migrated from 0001 to empty" in down.stdout
+    assert f"migrated from {head} to empty" in down.stdout
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ truth for trading. Conventions:
   exact decimals (:class:`~persistence.history.types.Money`); enumerations (side, status, kind)
   are stored as their lowercase string values so a new value never needs a migration.
 - Natural keys carry unique constraints so the writer can replay after a crash without
-  duplicating rows: ``orders.client_id``, ``fills.fill_id``, ``trades.position_id``,
-  ``system_events.event_id`` and ``candles (symbol, timeframe, time)``.
+  duplicating rows: ``orders.client_id``, ``order_events (client_id, seq)``, ``fills.fill_id``,
+  ``trades.position_id``, ``system_events.event_id``, ``account_snapshots.at`` and
+  ``candles (symbol, timeframe, time)``.
 - Only ``order_events.client_id`` is a foreign key. Fills are recorded even when the order they
   belong to is not (yet) in this database (adopted positions, a writer that fell behind).
 - Constraint and index names follow :data:`NAMING_CONVENTION`, so the hand-written migrations
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -123,7 +125,8 @@ class OrderRecord(Base):
 
 
 class OrderEvent(Base):
-    """One step in an order's status history (sent, acknowledged, filled, cancelled, ...)."""
+    """One step in an order's status history (sent, acknowledged, filled, cancelled, ...);
+    ``(client_id, seq)`` is its replay key."""
 
     __tablename__ = "order_events"
 
@@ -131,13 +134,17 @@ class OrderEvent(Base):
     client_id: Mapped[str] = mapped_column(
         String(IDENT), ForeignKey("orders.client_id", ondelete="CASCADE")
     )
+    seq: Mapped[int] = mapped_column(Integer)  # the event's ordinal within its order, from 1
     status: Mapped[str] = mapped_column(String(SHORT))
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[int] = mapped_column(BigInteger, index=True)
 
     order: Mapped[OrderRecord] = relationship(back_populates="events")
 
-    __table_args__ = (Index(None, "client_id", "at"),)
+    __table_args__ = (
+        Index(None, "client_id", "at"),
+        Index(None, "client_id", "seq", unique=True),
+    )
 
 
 class FillRecord(Base):
@@ -229,7 +236,7 @@ class AccountSnapshot(Base):
     __tablename__ = "account_snapshots"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    at: Mapped[int] = mapped_column(BigInteger, index=True, unique=True)  # the replay key
     equity: Mapped[Decimal]
     available_margin: Mapped[Decimal]
     used_margin: Mapped[Decimal]

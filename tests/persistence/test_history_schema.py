@@ -7,12 +7,9 @@ never touches other tables in that database and reruns start clean.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -37,7 +34,6 @@ from persistence.history.models import (
 )
 from persistence.history.types import quantize
 
-PG_URL = os.environ.get("BASTION_TEST_PG_URL")
 TABLES = {
     "candles",
     "orders",
@@ -49,26 +45,6 @@ TABLES = {
 }
 # 18 integer digits and 10 fractional ones: more than a float (or SQLite's NUMERIC) can hold.
 BIG = Decimal("123456789012345678.0123456789")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'history.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("BASTION_TEST_PG_URL is not set (e.g. postgresql://postgres@127.0.0.1/test)")
-    name = f"bastion_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
-    separator = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{separator}options={quote(f'-csearch_path={name}')}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        admin.dispose()
 
 
 @pytest.fixture
@@ -94,12 +70,55 @@ def test_upgrade_downgrade_upgrade(url: str) -> None:
     assert schema.check(url) == schema.head()
     assert schema.upgrade(url) == (schema.head(), schema.head())  # idempotent
 
-    assert schema.downgrade(url, "-1") == (schema.head(), None)
+    previous = schema.revisions()[-2]
+    assert schema.downgrade(url, "-1") == (schema.head(), previous)
+    assert _tables(url) == TABLES
+    with pytest.raises(schema.HistorySchemaMissing, match="needs"):
+        schema.check(url)
+    assert schema.upgrade(url) == (previous, schema.head())
+    assert schema.check(url) == schema.head()
+
+    assert schema.downgrade(url, "base") == (schema.head(), None)
     assert _tables(url) == set()
     assert schema.current(url) is None
-
     assert schema.upgrade(url) == (None, schema.head())
     assert _tables(url) == TABLES
+
+
+def test_replay_keys_migration_numbers_existing_rows(url: str) -> None:
+    """0002 numbers order events already stored and keeps one snapshot per instant."""
+    schema.upgrade(url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO orders (client_id, symbol, role, type, side, qty, reduce_only,"
+                " status, created_at, updated_at) VALUES ('c1', 'BTC/USD:USD', 'entry', 'limit',"
+                " 'buy', 1, false, 'filled', 1, 3)"
+            )
+        )
+        for at, status in ((1, "sent"), (2, "acked"), (3, "filled")):
+            connection.execute(
+                sa.text("INSERT INTO order_events (client_id, status, at) VALUES ('c1', :s, :a)"),
+                {"s": status, "a": at},
+            )
+        for equity in (100, 101):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO account_snapshots (at, equity, available_margin, used_margin,"
+                    " unrealized_pnl, exposure) VALUES (5, :e, 0, 0, 0, 0)"
+                ),
+                {"e": equity},
+            )
+    engine.dispose()
+    schema.upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        events = session.scalars(sa.select(OrderEvent).order_by(OrderEvent.at)).all()
+        assert [(e.seq, e.status) for e in events] == [(1, "sent"), (2, "acked"), (3, "filled")]
+        snapshots = session.scalars(sa.select(AccountSnapshot)).all()
+        assert [s.equity for s in snapshots] == [Decimal(100)]
+    engine.dispose()
 
 
 def test_migrations_match_the_models(migrated: sa.Engine) -> None:
@@ -126,7 +145,9 @@ def _rows() -> list[Base]:
         created_at=1_700_000_000_000,
         updated_at=1_700_000_000_500,
     )
-    order.events.append(OrderEvent(status="sent", reason="entry signal", at=1_700_000_000_000))
+    order.events.append(
+        OrderEvent(seq=1, status="sent", reason="entry signal", at=1_700_000_000_000)
+    )
     return [
         Candle(
             symbol="BTC/USD:USD",
@@ -266,7 +287,7 @@ def test_duplicate_candle_is_rejected(migrated: sa.Engine) -> None:
 
 def test_order_event_needs_its_order(migrated: sa.Engine) -> None:
     with pytest.raises(IntegrityError), Session(migrated) as session, session.begin():
-        session.add(OrderEvent(client_id="nobody", status="sent", at=1))
+        session.add(OrderEvent(client_id="nobody", seq=1, status="sent", at=1))
 
 
 def test_check_refuses_an_unmigrated_database(url: str) -> None:
