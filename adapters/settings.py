@@ -318,6 +318,20 @@ class HealthSettings(_Section):
     port: int = Field(default=8787, ge=0, le=65535)
 
 
+class HistorySettings(_Section):
+    """The history database's writer and retention (the URL is the root ``database_url``)."""
+
+    queue_size: int = Field(default=10_000, ge=100)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    account_snapshot_interval_s: float = Field(default=60.0, ge=0)
+    candles_keep_days: float | None = Field(default=90.0, gt=0)
+    events_keep_days: float | None = Field(default=365.0, gt=0)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+    prune_batch: int = Field(default=5000, ge=1, le=100_000)
+
+
 # ---------------------------------------------------------------------------------------------
 # Root
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +359,7 @@ class Settings(BaseSettings):
     kill_switch: KillSwitchSettings = Field(default_factory=KillSwitchSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     data_dir: Path = Path("data")
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -453,6 +468,7 @@ __all__ = [
     "ConfigError",
     "ExchangeSettings",
     "HealthSettings",
+    "HistorySettings",
     "KillSwitchSettings",
     "ProtectionSettings",
     "RiskSettings",
