@@ -43,9 +43,10 @@ from decimal import Decimal
 
 import structlog
 
-from actors.core import ALLOCATOR, EXECUTION, RISK, Outbox
+from actors.core import ALLOCATOR, EXECUTION, HISTORY, RISK, Outbox
 from actors.messages import (
     AccountEquity,
+    Audit,
     CloseRequested,
     MarkPrice,
     OpenApproved,
@@ -58,6 +59,7 @@ from domain.models import Instrument, PositionSide, Signal
 from domain.position_table import TERMINAL, State
 from domain.precision import Rounding
 from domain.risk import RiskParams
+from persistence.history.models import EventKind
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +136,8 @@ class AllocatorCore:
         self.cycle_start: int | None = None
         self.cycles = 0
         self._initial_risk: dict[str, Decimal] = {}
+        self._now = 0
+        self._audits: Outbox = []  # decisions that send no message, for the audit trail
         self._log = log.bind(actor=self.name)
 
     @property
@@ -145,6 +149,7 @@ class AllocatorCore:
 
     def handle(self, message: object, now: int) -> Outbox:
         """Take one message in; run the auction when the open cycle's window has passed."""
+        self._now = now
         self._expire_pending(now)
         out = self._maybe_close(now)
         if isinstance(message, SignalProposed):
@@ -155,7 +160,9 @@ class AllocatorCore:
             self.equity = message.equity
         elif isinstance(message, MarkPrice):
             self.marks[message.symbol] = message.price
-        return out + self._maybe_close(now)
+        out += self._maybe_close(now)
+        audits, self._audits = self._audits, []
+        return out + audits
 
     def _maybe_close(self, now: int) -> Outbox:
         deadline = self.deadline
@@ -167,6 +174,13 @@ class AllocatorCore:
         self._log.info(
             "signal_dropped", symbol=signal.symbol, reason=reason, score=signal.score, **detail
         )
+        self._audit(f"dropped:{reason}", signal, {k: str(v) for k, v in detail.items()})
+
+    def _audit(self, code: str, signal: Signal, detail: Mapping[str, object]) -> None:
+        """A decision that sends no message, for the audit trail."""
+        payload = {"strategy": signal.strategy, "score": signal.score, **detail}
+        audit = Audit(EventKind.ALLOCATOR_DECISION, code, self._now, signal.symbol, payload=payload)
+        self._audits.append((HISTORY, audit))
 
     def _held(self, symbol: str) -> bool:
         return symbol in self.pending or any(v.symbol == symbol for v in self.positions.values())
@@ -301,6 +315,8 @@ class AllocatorCore:
                     value=round(decision.value, 6),
                     detail=decision.detail,
                 )
+                detail = {"reasons": list(reasons), "value": round(decision.value, 6)}
+                self._audit("rejected", decision.signal, detail)
         self._log.info(
             "auction_closed",
             contenders=len(contenders),

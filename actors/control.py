@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from actors.core import RISK, Outbox
-from actors.messages import Flatten, KillSwitchChanged, Tick
+from actors.core import HISTORY, RISK, Outbox
+from actors.messages import Audit, Flatten, KillSwitchChanged, Tick
 from domain.errors import BastionError
 from domain.models import Order, OrderRole, OrderStatus
 from domain.ports import order_origin
 from domain.reconcile import Adopt, CancelOrder, ForgetStop, PlaceStop
 from persistence.control import ControlInbox, Request
+from persistence.history.models import EventKind
 
 if TYPE_CHECKING:
     from actors.execution import ExecutionCore
@@ -245,14 +246,17 @@ class ControlCore:
     def __init__(self, inbox: ControlInbox, execute: Callable[[Command], Result]) -> None:
         self.inbox = inbox
         self.execute = execute
+        self._audits: Outbox = []
 
     def handle(self, message: object, now: int) -> Outbox:
         if isinstance(message, Tick):
-            self.drain()
-        return []
+            self.drain(now)
+        audits, self._audits = self._audits, []
+        return audits
 
-    def drain(self) -> int:
-        """Run every pending request, oldest first; returns how many ran."""
+    def drain(self, now: int = 0) -> int:
+        """Run every pending request, oldest first; returns how many ran. Each one is audited
+        (command, who sent it, whether it succeeded) for the ``history`` actor."""
         requests = self.inbox.pending()
         for request in requests:
             if not self.inbox.claim(request.id):
@@ -260,13 +264,22 @@ class ControlCore:
             log.info(
                 "control_request", id=request.id, command=request.command, by=request.requested_by
             )
+            ok = True
             try:
                 result = self.execute(command_for(request))
             except Exception as err:  # the request fails, the service goes on
                 log.exception("control_request_failed", id=request.id, command=request.command)
-                self.inbox.complete(request.id, {"error": f"{type(err).__name__}: {err}"}, ok=False)
-            else:
-                self.inbox.complete(request.id, result)
+                result, ok = {"error": f"{type(err).__name__}: {err}"}, False
+            self.inbox.complete(request.id, result, ok=ok)
+            payload = {"request_id": request.id, "ok": ok, "args": request.args}
+            audit = Audit(
+                EventKind.OPERATOR_COMMAND,
+                request.command,
+                now,
+                who=request.requested_by,
+                payload=payload,
+            )
+            self._audits.append((HISTORY, audit))
         return len(requests)
 
 

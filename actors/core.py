@@ -6,7 +6,7 @@ runs a core live (messages arrive on its thread, the outbox goes through the dir
 backtest dispatches the very same cores synchronously, with a simulated clock.
 
 Destination names: ``allocator``, ``risk``, ``execution``, ``protection``, ``alerts``,
-``control``, and ``analyzer:<symbol>`` (one analyzer per symbol).
+``control``, ``history``, and ``analyzer:<symbol>`` (one analyzer per symbol).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ EXECUTION = "execution"
 PROTECTION = "protection"
 ALERTS = "alerts"
 CONTROL = "control"
+HISTORY = "history"  # the history writer: audit events, candles, account snapshots
 
 
 def analyzer(symbol: str) -> str:

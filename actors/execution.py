@@ -496,7 +496,19 @@ class ExecutionCore:
             log.warning("account_read_failed", error=str(err))
             return
         self._equity_at = now
-        self.emit(AccountEquity(account.equity, now, account.used_margin), ALLOCATOR, RISK)
+        exposure = sum(
+            (abs(p.remaining * (p.data.avg_entry_price or 0)) for p in self.registry.values()),
+            Decimal(0),
+        )
+        reading = AccountEquity(
+            account.equity,
+            now,
+            account.used_margin,
+            available_margin=account.available_margin,
+            unrealized_pnl=account.unrealized_pnl,
+            exposure=exposure,
+        )
+        self.emit(reading, ALLOCATOR, RISK)
 
     # ------------------------------------------------------------------ helpers
 

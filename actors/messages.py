@@ -12,13 +12,15 @@ protection (ladder exhausted) and control -> KillSwitchChanged -> risk, executio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.marketdata.events import CandleClosed, FeedFresh, FeedStale, MarkPrice
 from domain.models import Order, OrderIntent, OrderRole, PositionSide, Signal
+from domain.position_data import round_trip_result
 from domain.position_table import State
 
 if TYPE_CHECKING:
@@ -34,11 +36,15 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class AccountEquity:
-    """An account reading for allocator and risk: equity and the venue's used margin (if known)."""
+    """An account reading for allocator and risk: equity and the venue's used margin (if known);
+    the rest (when known) is recorded in the history's account snapshots."""
 
     equity: Decimal
     ts: int
     used_margin: Decimal | None = None
+    available_margin: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    exposure: Decimal | None = None  # sum of |qty x entry price| over managed positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +115,12 @@ class TradeClosed:
     @classmethod
     def of(cls, pos: Position, at: int) -> TradeClosed:
         """The result of a finished position; R against its planned stop, when it had one."""
-        d = pos.data
-        pnl = (d.exit_proceeds - d.entry_cost) * (1 if pos.side is PositionSide.LONG else -1)
-        pnl -= d.fees
-        risk = None
-        if pos.planned_stop is not None and d.avg_entry_price is not None and d.entry_filled:
-            risk = abs(d.avg_entry_price - pos.planned_stop) * d.entry_filled
-        r_multiple = float(pnl / risk) if risk else None
-        return cls(pos.id, pos.symbol, pnl, r_multiple, at)
+        pnl, r_multiple = round_trip_result(
+            pos.data, long=pos.side is PositionSide.LONG, planned_stop=pos.planned_stop
+        )
+        return cls(
+            pos.id, pos.symbol, pnl, float(r_multiple) if r_multiple is not None else None, at
+        )
 
 
 class StopVariant(StrEnum):
@@ -245,6 +249,25 @@ class KillSwitchChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Audit:
+    """A decision or action for the audit trail (``history``), e.g. a refused signal.
+
+    ``kind`` is a :class:`persistence.history.models.EventKind` value; ``payload`` holds
+    JSON-safe values only and is never changed after sending. ``event_id`` (None: derived from
+    the content by the writer) makes the event recognisable when replayed.
+    """
+
+    kind: str
+    reason_code: str | None
+    at: int
+    symbol: str | None = None
+    position_id: str | None = None
+    who: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRequest:
     """Ask (with a timeout, from outside the pipeline only) for an actor's current view."""
 
@@ -252,6 +275,7 @@ class SnapshotRequest:
 __all__ = [
     "AccountEquity",
     "Alert",
+    "Audit",
     "CandleClosed",
     "CloseRequested",
     "EnsureStop",

@@ -22,6 +22,7 @@ import structlog
 
 from actors.control import until_ready
 from actors.core import EXECUTION
+from actors.history import open_history
 from actors.runtime import Run, System, build_system
 from actors.supervision_directory import ChildDown
 from adapters import systemd
@@ -154,7 +155,10 @@ def serve(
     _install_signal_handlers(stop)
     systemd.status(f"starting {mode}")
     venue_ids = port.venue_ids()
-    system = build_system(settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed)
+    history = open_history(settings, mode, store.path)
+    system = build_system(
+        settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed, history=history
+    )
     live = _wait_until_reconciled(system, stop)
     if live is None:  # stopped before the venue could be reconciled
         system.stop()

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from actors.core import HISTORY
+from actors.messages import Audit
 from domain.errors import AmbiguousOutcome, BastionError, DomainError, Rejected, Temporary
 from domain.models import Fill, Order, OrderRole, OrderStatus, PositionSide
 from domain.position import Position, parse_client_order_id
@@ -46,6 +48,7 @@ from domain.reconcile import (
     Venue,
     plan,
 )
+from persistence.history.models import EventKind
 
 if TYPE_CHECKING:
     from actors.execution import ExecutionCore
@@ -109,6 +112,19 @@ class ReconcileReport:
             "actions": len(self.done),
             "error": self.error or None,
         }
+
+
+def _audit(action: Action, outcome: str, now: int) -> Audit:
+    """A reconciliation action and its outcome, for the audit trail."""
+    fields = {**action_fields(action), "outcome": outcome}
+    return Audit(
+        EventKind.RECONCILIATION_ACTION,
+        type(action).__name__,
+        now,
+        fields.get("symbol"),
+        fields.get("position_id"),
+        payload=fields,
+    )
 
 
 def action_fields(action: Action) -> dict[str, Any]:
@@ -228,6 +244,8 @@ class Reconciler:
         )
         if not dry_run:
             core.store.set_value(LAST_RECONCILIATION, report.summary(), at=now)
+            for action, outcome in done:
+                core.emit(_audit(action, outcome, now), HISTORY)
         log.info("reconciliation_pass", dry_run=dry_run, **report.summary())
         return report
 

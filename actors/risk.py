@@ -29,9 +29,10 @@ from decimal import Decimal
 import structlog
 
 from actors.allocator import leverage
-from actors.core import EXECUTION, RISK, Outbox
+from actors.core import EXECUTION, HISTORY, RISK, Outbox
 from actors.messages import (
     AccountEquity,
+    Audit,
     CandleClosed,
     FeedFresh,
     FeedStale,
@@ -60,10 +61,16 @@ from domain.risk import (
     roll_day,
 )
 from domain.strategy.base import TIMEFRAME_MS
+from persistence.history.models import EventKind
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_PENDING_TTL_MS = 60_000
+
+
+def _refusal(code: str, symbol: str, now: int, payload: dict[str, object]) -> tuple[str, Audit]:
+    """A refused entry, for the audit trail."""
+    return HISTORY, Audit(EventKind.RISK_DECISION, code, now, symbol, payload=payload)
 
 
 class RiskCore:
@@ -175,7 +182,7 @@ class RiskCore:
         instrument = self.instruments.get(signal.symbol)
         if instrument is None:
             self._log.warning("risk_refused", symbol=signal.symbol, reason="unknown_instrument")
-            return []
+            return [_refusal("unknown_instrument", signal.symbol, now, {})]
         self._roll(now)
         ctx = self.context(signal.symbol, signal.created_at, now)
         decision = assess(signal, instrument, ctx, self.state, self.params)
@@ -188,7 +195,8 @@ class RiskCore:
                 strategy=signal.strategy,
                 score=signal.score,
             )
-            return []
+            detail = {"detail": decision.detail, "strategy": signal.strategy}
+            return [_refusal(str(decision.refusal), signal.symbol, now, detail)]
         intent = decision.approved
         self.pending[signal.symbol] = (intent, now)
         self._log.info(

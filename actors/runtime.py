@@ -25,9 +25,21 @@ import structlog
 from actors.alerts import AlertsCore
 from actors.allocator import AllocatorCore
 from actors.analyzer import AnalyzerCore
+from actors.audit import Observed, observed
 from actors.control import Command, ControlCore
-from actors.core import ALLOCATOR, CONTROL, EXECUTION, PROTECTION, RISK, Core, analyzer
+from actors.core import (
+    ALLOCATOR,
+    CONTROL,
+    EXECUTION,
+    HISTORY,
+    PROTECTION,
+    RISK,
+    Core,
+    Outbox,
+    analyzer,
+)
 from actors.execution import ExecutionCore, ExecutionParams
+from actors.history import HistoryWriter
 from actors.messages import (
     CandleClosed,
     FeedFresh,
@@ -110,13 +122,24 @@ class Run:
 
 
 class CoreActor(SupervisedActor):
-    """Runs one core: messages in, the outbox out through the directory."""
+    """Runs one core: messages in, the outbox out through the directory.
 
-    def __init__(self, build: Callable[[], Core], directory: Directory, clock: VenueClock) -> None:
+    The history writer (when there is one) sees every message the core sends that the audit
+    trail records, and takes the outbox entries addressed to ``history``.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], Core],
+        directory: Directory,
+        clock: VenueClock,
+        history: HistoryWriter | None = None,
+    ) -> None:
         super().__init__()
         self._build = build
         self._directory = directory
         self._clock = clock
+        self._history = history
         self.core: Core | None = None
 
     def on_start_guarded(self) -> None:
@@ -126,17 +149,28 @@ class CoreActor(SupervisedActor):
         assert self.core is not None
         if isinstance(message, Call):
             return message.fn(self.core)
+        now = self._clock.now()
         if isinstance(message, Run):
-            result, outbox = message.fn(self.core, self._clock.now())
-            for destination, outgoing in outbox:
-                self._directory.tell(destination, outgoing)
+            result, outbox = message.fn(self.core, now)
+            self._send(outbox, now)
             return result
         if isinstance(message, SnapshotRequest):
             views = getattr(self.core, "views", None)
             return views() if callable(views) else None
-        for destination, outgoing in self.core.handle(message, self._clock.now()):
-            self._directory.tell(destination, outgoing)
+        self._send(self.core.handle(message, now), now)
         return None
+
+    def _send(self, outbox: Outbox, now: int) -> None:
+        history = self._history
+        if history is not None and self.core is not None:
+            for item in observed(self.core.name, now, outbox):
+                history.tell(item)
+        for destination, outgoing in outbox:
+            if destination == HISTORY:
+                if history is not None:
+                    history.tell(outgoing)
+            else:
+                self._directory.tell(destination, outgoing)
 
 
 class Ticker(threading.Thread):
@@ -175,6 +209,7 @@ class System:
     latencies: list[float]
     venue_url: str = ""  # the emulator's URL in paper mode
     health_url: str = ""  # /healthz and /metrics, once serving
+    history: HistoryWriter | None = None
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
@@ -186,6 +221,8 @@ class System:
             self.feed.stop()
         self.ticker.stop()
         self.supervisor.stop()
+        if self.history is not None:
+            self.history.stop()  # after the actors: their last messages are written or spooled
         self.store.close()
         log.info("system_stopped")
 
@@ -208,6 +245,7 @@ def build_system(
     speed: float = 1.0,
     tick_interval_s: float = 0.25,
     on_escalate: Callable[[Escalated], None] | None = None,
+    history: HistoryWriter | None = None,
 ) -> System:
     """Build and start the actors (the store is already open and the port reachable)."""
     universe = list(settings.universe.symbols)
@@ -255,13 +293,15 @@ def build_system(
         latch = KillSwitchChanged(True, f"escalated: {event.reason}", clock.now())
         directory.tell(EXECUTION, latch)
         directory.tell(RISK, latch)
+        if history is not None:
+            history.tell(Observed("supervisor", latch.at, latch))
         if on_escalate is not None:
             on_escalate(event)
 
     specs = [
         ChildSpec(
             name,
-            lambda b=build: CoreActor.start(b, directory, clock),
+            lambda b=build: CoreActor.start(b, directory, clock, history),
             protected=name in (EXECUTION, PROTECTION),
         )
         for name, build in builders.items()
@@ -271,10 +311,12 @@ def build_system(
 
     feed = None
     if ws_url is not None:
-        feed = _start_feed(ws_url, universe, venue_ids, bias + entry, port, directory, clock)
+        feed = _start_feed(
+            ws_url, universe, venue_ids, bias + entry, port, directory, clock, history
+        )
     ticker = Ticker(directory, clock, tick_interval_s)
     ticker.start()
-    return System(supervisor, directory, clock, ticker, feed, store, latencies)
+    return System(supervisor, directory, clock, ticker, feed, store, latencies, history=history)
 
 
 def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
@@ -285,6 +327,7 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
     port: ExchangePort,
     directory: Directory,
     clock: VenueClock,
+    history: HistoryWriter | None,
 ) -> MarketDataFeed:
     def warmup(symbol: str, timeframe: str, since: int) -> list[Candle]:
         return port.ohlcv(symbol, timeframe, since)
@@ -294,6 +337,8 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
             case CandleClosed(symbol=symbol, timeframe=timeframe, candle=candle):
                 clock.observe(candle.open_time + TIMEFRAME_MS[timeframe])  # its close time
                 directory.tell(analyzer(symbol), event)
+                if history is not None:
+                    history.tell(event)
             case MarkPrice(ts=ts):
                 clock.observe(ts)
                 directory.tell(PROTECTION, event)  # a widened stop is priced off the mark

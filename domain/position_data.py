@@ -91,6 +91,17 @@ class PositionData:
         return self.exit_proceeds / self.exit_filled if self.exit_filled else None
 
 
+def round_trip_result(
+    d: PositionData, *, long: bool, planned_stop: Decimal | None
+) -> tuple[Decimal, Decimal | None]:
+    """A finished position's realized PnL (fees included) and its R multiple against the planned
+    stop (None without a stop or an entry fill). Both are in the settlement currency."""
+    pnl = (d.exit_proceeds - d.entry_cost) * (1 if long else -1) - d.fees
+    entry = d.avg_entry_price
+    risk = abs(entry - planned_stop) * d.entry_filled if planned_stop and entry else None
+    return pnl, (pnl / risk if risk else None)
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One committed event: what the store writes in a single transaction."""

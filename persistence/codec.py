@@ -89,10 +89,10 @@ def position_to_record(pos: Position) -> dict[str, Any]:
     }
 
 
-def position_from_record(raw: dict[str, Any]) -> Position:
-    """Rebuild a position at its persisted state (registered with the shared machine)."""
+def data_from_record(raw: dict[str, Any]) -> PositionData:
+    """A position record's :class:`PositionData` alone (no state machine involved)."""
     d = raw["data"]
-    data = PositionData(
+    return PositionData(
         entry_filled=Decimal(d["entry_filled"]),
         entry_cost=Decimal(d["entry_cost"]),
         exit_filled=Decimal(d["exit_filled"]),
@@ -108,6 +108,11 @@ def position_from_record(raw: dict[str, Any]) -> Position:
         quarantine_reason=d["quarantine_reason"],
         updated_at=int(d["updated_at"]),
     )
+
+
+def position_from_record(raw: dict[str, Any]) -> Position:
+    """Rebuild a position at its persisted state (registered with the shared machine)."""
+    data = data_from_record(raw)
     return Position(
         raw["id"],
         raw["symbol"],

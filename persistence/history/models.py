@@ -53,10 +53,12 @@ IDENT = 128  # client order ids, exchange ids, position ids, event ids
 
 
 class Origin(StrEnum):
-    """How a round trip began: a strategy's entry, or exposure Bastion found and adopted."""
+    """How a round trip began: a strategy's entry, exposure Bastion found and adopted, or an
+    operator's manual position."""
 
     STRATEGY = "strategy"
     ADOPTED = "adopted"
+    MANUAL = "manual"
 
 
 class EventKind(StrEnum):

@@ -21,6 +21,7 @@ from domain.allocation import AllocatorParams
 from domain.models import Instrument, PositionSide, Signal
 from domain.position_table import State
 from domain.risk import RiskContext, RiskParams, RiskState, assess, intent_margin
+from tests.actors.outbox import audits, sent
 
 D = Decimal
 T0 = 1_735_689_600_000 + 12 * 3_600_000
@@ -57,7 +58,7 @@ def proposed(symbol: str, score: float, **kw: object) -> SignalProposed:
 def core(**params: object) -> AllocatorCore:
     p = AllocatorParams(**{"collect_window_ms": WINDOW, **params})  # type: ignore[arg-type]
     c = AllocatorCore(p, INSTRUMENTS, RISK_PARAMS)
-    assert c.handle(AccountEquity(D(10_000), T0), T0) == []
+    assert sent(c.handle(AccountEquity(D(10_000), T0), T0)) == []
     return c
 
 
@@ -86,15 +87,15 @@ def opened(out: list[tuple[str, object]]) -> list[str]:
 
 def test_signals_are_collected_for_the_window_then_auctioned_once() -> None:
     c = core()
-    assert c.handle(proposed("PF_B", 0.6), T0) == []
-    assert c.handle(proposed("PF_A", 0.7), T0 + 1_500) == []
-    assert c.handle(Tick(T0 + WINDOW - 1), T0 + WINDOW - 1) == []
+    assert sent(c.handle(proposed("PF_B", 0.6), T0)) == []
+    assert sent(c.handle(proposed("PF_A", 0.7), T0 + 1_500)) == []
+    assert sent(c.handle(Tick(T0 + WINDOW - 1), T0 + WINDOW - 1)) == []
     out = c.handle(Tick(T0 + WINDOW), T0 + WINDOW)
     assert opened(out) == ["PF_A", "PF_B"]
     assert all(isinstance(m, OpenApproved) and m.reasons == ("selected",) for _, m in out)
     assert c.cycle_start is None
     assert c.cycles == 1
-    assert c.handle(Tick(T0 + 10 * WINDOW), T0 + 10 * WINDOW) == []  # nothing left to auction
+    assert sent(c.handle(Tick(T0 + 10 * WINDOW), T0 + 10 * WINDOW)) == []  # nothing left to auction
 
 
 def test_symbols_closing_within_the_window_compete_for_one_slot() -> None:
@@ -131,7 +132,7 @@ def test_expired_and_held_symbols_are_dropped_on_arrival_with_a_reason() -> None
         ("PF_ZZZ", "unknown_instrument"),
     ]
     assert c.cycle_start is None
-    assert c.handle(Tick(T0 + WINDOW), T0 + WINDOW) == []
+    assert sent(c.handle(Tick(T0 + WINDOW), T0 + WINDOW)) == []
 
 
 def test_a_weak_incumbent_is_swapped_out_and_locked_while_it_closes() -> None:
@@ -147,12 +148,12 @@ def test_a_weak_incumbent_is_swapped_out_and_locked_while_it_closes() -> None:
     assert opened(out) == ["PF_B"]
     # next cycle: A is closing and B pending, both locked: no second close, no open
     c.handle(proposed("PF_C", 0.99), T0 + 3 * WINDOW)
-    assert c.handle(Tick(T0 + 4 * WINDOW), T0 + 4 * WINDOW) == []
+    assert sent(c.handle(Tick(T0 + 4 * WINDOW), T0 + 4 * WINDOW)) == []
     # A closes and B's position is reported: B is young, so locked, and C still cannot get in
     c.handle(view("PF_A", state=State.CLOSED), T0 + 5 * WINDOW)
     c.handle(view("PF_B", score=0.9, created_at=T0 + 5 * WINDOW), T0 + 5 * WINDOW)
     c.handle(proposed("PF_C", 0.99), T0 + 6 * WINDOW)
-    assert c.handle(Tick(T0 + 7 * WINDOW), T0 + 7 * WINDOW) == []
+    assert sent(c.handle(Tick(T0 + 7 * WINDOW), T0 + 7 * WINDOW)) == []
     assert set(c.positions) == {"pos-PF_B"}
 
 
@@ -161,7 +162,7 @@ def test_an_approved_open_holds_its_slot_until_execution_reports_it() -> None:
     c.handle(proposed("PF_A", 0.6), T0)
     assert opened(c.handle(Tick(T0 + WINDOW), T0 + WINDOW)) == ["PF_A"]
     c.handle(proposed("PF_B", 0.7), T0 + 2 * WINDOW)
-    assert c.handle(Tick(T0 + 3 * WINDOW), T0 + 3 * WINDOW) == []  # A's slot is taken
+    assert sent(c.handle(Tick(T0 + 3 * WINDOW), T0 + 3 * WINDOW)) == []  # A's slot is taken
     c.handle(proposed("PF_A", 0.9), T0 + 4 * WINDOW)  # A is pending: dropped as held
     assert c.contenders == []
     c.handle(view("PF_A", state=State.CANCELLED), T0 + 5 * WINDOW)  # the entry never filled
@@ -172,8 +173,15 @@ def test_an_approved_open_holds_its_slot_until_execution_reports_it() -> None:
 def test_without_equity_no_auction_runs() -> None:
     c = AllocatorCore(AllocatorParams(collect_window_ms=0), INSTRUMENTS, RISK_PARAMS)
     with capture_logs() as logs:
-        assert c.handle(proposed("PF_A", 0.9), T0) == []
+        out = c.handle(proposed("PF_A", 0.9), T0)
+    assert sent(out) == []
     assert [e["reason"] for e in logs if e["event"] == "signal_dropped"] == ["no_equity"]
+    (audit,) = audits(out)
+    assert (audit.kind, audit.reason_code, audit.symbol) == (
+        "allocator_decision",
+        "dropped:no_equity",
+        "PF_A",
+    )
 
 
 def test_margin_estimate_matches_what_risk_sizes_and_costs_are_fees_in_r() -> None:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from actors.allocator import AccountEquity, AllocatorCore
 from actors.analyzer import AnalyzerCore
-from actors.core import ALLOCATOR, EXECUTION, RISK, Core, analyzer
+from actors.core import ALLOCATOR, EXECUTION, HISTORY, RISK, Core, analyzer
 from actors.messages import CandleClosed, FeedStale, KillSwitchChanged, PlaceIntent, Tick
 from actors.risk import RiskCore
 from domain.allocation import AllocatorParams
@@ -31,6 +31,7 @@ class Dispatcher:
     def __init__(self, cores: list[Core]) -> None:
         self.cores = {c.name: c for c in cores}
         self.to_execution: list[object] = []
+        self.audited: list[object] = []
 
     def send(self, destination: str, message: object, now: int) -> None:
         queue: deque[tuple[str, object]] = deque([(destination, message)])
@@ -38,6 +39,8 @@ class Dispatcher:
             dest, msg = queue.popleft()
             if dest == EXECUTION:
                 self.to_execution.append(msg)
+            elif dest == HISTORY:
+                self.audited.append(msg)
             else:
                 queue.extend(self.cores[dest].handle(msg, now))
 
