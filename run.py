@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
 
 from actors import modes
 from adapters.exchange.factory import exchange_from_settings
@@ -33,8 +34,9 @@ from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
 from ops import operate, status
+from persistence.history import report as history_report
 from persistence.history import schema as history_schema
-from persistence.history.engine import BadDatabaseUrl, safe_url
+from persistence.history.engine import BadDatabaseUrl, normalise_url, safe_url, sqlite_path
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -209,6 +211,62 @@ def _migrate_args(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Closed trades of the last ``--days`` days from the mode's history database (read-only).
+
+    Refuses (exit 3) a database that is missing, unreadable, not migrated or not at this
+    Bastion's head, and never creates one: an SQLite file that does not exist is reported, not
+    opened. A bad or unreachable URL is a configuration error (exit 2), as for ``migrate``.
+    """
+    args.config = modes.config_path(args.config, paper=args.paper)
+    settings = _settings(args)
+    url = history_url(settings, "paper" if args.paper else "live")
+    migrate = "`python run.py migrate" + (" --paper" if args.paper else "") + "`"
+    try:
+        path = sqlite_path(normalise_url(url))
+        if path is not None and not path.exists():
+            print(f"bastion: no history database at {path}; run {migrate}", file=sys.stderr)
+            return EXIT_UNSAFE
+        history_schema.check(url)
+        now_ms = int(time.time() * 1000)
+        report = history_report.build_report(url, now_ms, args.days)
+    except (BadDatabaseUrl, history_schema.HistoryUnreachable) as err:
+        print(f"bastion: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except history_schema.HistorySchemaError as err:
+        print(f"bastion: cannot report: {err}", file=sys.stderr)
+        return EXIT_UNSAFE
+    except SQLAlchemyError as err:  # not a database (a corrupt file), or lost while reading
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        print(
+            f"bastion: cannot read the history database {safe_url(url)}: {reason}", file=sys.stderr
+        )
+        return EXIT_UNSAFE
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(history_report.render(report, safe_url(url)))
+    return EXIT_OK
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {days}")
+    return days
+
+
+def _report_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--paper", action="store_true", help="the paper-trading history database")
+    cmd.add_argument(
+        "--days", type=_days, default=30, metavar="N", help="the last N days (default 30)"
+    )
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def cmd_sim_exchange(argv: list[str]) -> int:
     """Run the loopback Kraken Futures emulator in the foreground (its own options follow)."""
     return sim_cli.main(argv, prog="run.py sim-exchange")
@@ -262,6 +320,11 @@ COMMANDS: dict[str, Command] = {
         cmd_migrate,
         "create or upgrade the history database (--downgrade REV: step back)",
         _migrate_args,
+    ),
+    "report": Command(
+        cmd_report,
+        "trades, win rate, PnL, fees, drawdown of the last N days from the history database",
+        _report_args,
     ),
 }
 
