@@ -95,6 +95,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("protection", "ops.bench.protection:run", "fill seen -> stop acked at the emulator"),
     BenchSpec("pipeline", "ops.bench.pipeline:run", "candle close -> entry acked, many symbols"),
     BenchSpec("reconcile", "ops.bench.reconcile:run", "one reconciliation pass, 200 positions"),
+    BenchSpec("history", "ops.bench.history:run", "audit events/s through the history writer"),
 )
 
 

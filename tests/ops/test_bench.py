@@ -91,6 +91,11 @@ def test_all_quick_lists_every_benchmark() -> None:
     assert set(STORE_METRICS) <= set(store["results"])
     rec = next(b for b in doc["benches"] if b["bench"] == "reconcile")["results"]
     assert rec["reconcile_requests"]["value"] == rec["reconcile_requests_small"]["value"]
+    history = next(b for b in doc["benches"] if b["bench"] == "history")
+    expected = {"sqlite_events_per_s", "tell_per_s"}
+    if os.environ.get("BASTION_TEST_PG_URL"):  # CI: PostgreSQL must have been measured
+        expected.add("postgres_events_per_s")
+    assert expected <= set(history["results"]), history
 
 
 def test_unknown_name_exits_2_with_the_known_names() -> None:
