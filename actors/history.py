@@ -61,6 +61,7 @@ REPLAY_BATCHES_PER_TURN = 20  # then new messages get a turn (they are spooled m
 DROP_LOG_EVERY_S = 10.0
 STOP_TIMEOUT_S = 10.0
 PRUNE_BATCHES_PER_TURN = 20
+SPOOL_NAME = "history-spool.db"  # next to the mode's position store
 
 
 def _refused_for_good(err: BaseException) -> bool:
@@ -234,23 +235,7 @@ class HistoryWriter(threading.Thread):
         return taken
 
     def _rows(self, messages: Sequence[object]) -> list[Row]:
-        rows: list[Row] = []
-        for message in messages:
-            match message:
-                case Audit():
-                    rows.append(event_row(message, message.who or "bastion"))
-                case Observed(message=AccountEquity() as reading):
-                    if self._snapshot_due(reading.ts):
-                        rows.append(snapshot_row(reading))
-                case Observed(source=source):
-                    audit = audit_of(message)
-                    if audit is not None:
-                        rows.append(event_row(audit, source))
-                case CandleClosed():
-                    rows.append(candle_row(message))
-                case _:
-                    log.warning("history_message_ignored", message=type(message).__name__)
-        return rows
+        return rows_of(messages, self._snapshot_due)
 
     def _snapshot_due(self, ts: int) -> bool:
         every_ms = int(self.params.account_snapshot_interval_s * 1000)
@@ -366,6 +351,42 @@ class HistoryWriter(threading.Thread):
             log.warning("history_prune_failed", error=_short(err))
 
 
+def rows_of(messages: Sequence[object], snapshot_due: Callable[[int], bool]) -> list[Row]:
+    """The history rows of ``messages`` (audit events, candles, account snapshots when
+    ``snapshot_due(ts)`` says so); messages the history does not record are logged and skipped."""
+    rows: list[Row] = []
+    for message in messages:
+        match message:
+            case Audit():
+                rows.append(event_row(message, message.who or "bastion"))
+            case Observed(message=AccountEquity() as reading):
+                if snapshot_due(reading.ts):
+                    rows.append(snapshot_row(reading))
+            case Observed(source=source):
+                audit = audit_of(message)
+                if audit is not None:
+                    rows.append(event_row(audit, source))
+            case CandleClosed():
+                rows.append(candle_row(message))
+            case _:
+                log.warning("history_message_ignored", message=type(message).__name__)
+    return rows
+
+
+def spool_for_later(store_path: Path, messages: Sequence[object]) -> int:
+    """Put ``messages`` in the mode's history spool, for a tool running while the service is
+    down (it holds the store's lock): the service's writer replays them when it next starts.
+    Returns how many rows were spooled."""
+    rows = rows_of(messages, lambda _ts: True)
+    if rows:
+        spool = Spool(store_path.with_name(SPOOL_NAME))
+        try:
+            spool.append(rows)
+        finally:
+            spool.close()
+    return len(rows)
+
+
 def open_history(settings: Settings, mode: str, store_path: Path) -> HistoryWriter:
     """Check the mode's history database and start its writer (the service's startup step).
 
@@ -389,7 +410,7 @@ def open_history(settings: Settings, mode: str, store_path: Path) -> HistoryWrit
         log.warning("history_db_unreachable", url=safe_url(url), error=str(err))
     writer = HistoryWriter(
         url,
-        spool_path=store_path.with_name("history-spool.db"),
+        spool_path=store_path.with_name(SPOOL_NAME),
         params=settings.history,
         store_path=store_path,
     )
@@ -402,4 +423,4 @@ def _short(err: BaseException) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0][:300]
 
 
-__all__ = ["HistoryWriter", "WriterStats", "open_history"]
+__all__ = ["HistoryWriter", "WriterStats", "open_history", "rows_of", "spool_for_later"]

@@ -25,8 +25,12 @@ from typing import Any
 
 import structlog
 
+from actors.audit import observed
 from actors.control import command_for
+from actors.core import HISTORY, Outbox
 from actors.execution import ExecutionCore
+from actors.history import spool_for_later
+from actors.messages import Audit
 from actors.modes import config_path, paper_exchange_dir, store_path
 from actors.runtime import execution_params
 from adapters.exchange.ccxt_exchange import CcxtExchange
@@ -37,6 +41,7 @@ from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
 from domain.errors import BastionError, StoreLocked
 from persistence.control import EXPIRED, FAILED, RUNNING, ControlInbox, Request
+from persistence.history.models import EventKind
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
@@ -74,8 +79,21 @@ def execute(
     with store, venue(settings, mode) as port:
         core = ExecutionCore(port, store, params=execution_params(settings))
         now = int(time.time() * 1000)
-        result, _ = command_for(Request(0, command, args, by, now))(core, now)
+        result, outbox = command_for(Request(0, command, args, by, now))(core, now)
+        _audit_for_later(db, command, args, by, now, outbox)
         return {**result, "via": "direct", "store": str(db)}
+
+
+def _audit_for_later(  # noqa: PLR0917 - one call site
+    db: Path, command: str, args: dict[str, Any], by: str, now: int, outbox: Outbox
+) -> None:
+    """The command and what it decided, for the service's history writer to replay (the
+    service is down: this process holds the store)."""
+    command_audit = Audit(
+        EventKind.OPERATOR_COMMAND, command, now, who=by, payload={"args": args, "via": "direct"}
+    )
+    decided = [m for d, m in outbox if d == HISTORY]
+    spool_for_later(db, [command_audit, *decided, *observed("operator", now, outbox)])
 
 
 def _through_service(

@@ -85,6 +85,32 @@ def test_paper_runs_on_defaults_and_stops_cleanly(tmp_path: Path) -> None:
     log = (tmp_path / "logs" / "bastion.jsonl").read_text()
     for event in ("emulator_started", "system_ready", "system_stopped", "emulator_stopped"):
         assert f'"{event}"' in log
+    # the default history database is created at the newest schema on the first run
+    assert '"history_db_created"' in log
+    assert schema.check(f"sqlite:///{tmp_path / 'data' / 'paper' / 'history.db'}") == schema.head()
+
+
+@pytest.mark.parametrize("revision", [None, "ffff9999"])
+def test_paper_refuses_a_history_database_it_cannot_use(
+    tmp_path: Path, revision: str | None
+) -> None:
+    """An unmigrated or newer history database stops startup with the migrate hint (exit 3)."""
+    path = tmp_path / "elsewhere" / "history.db"
+    url = f"sqlite:///{path}"
+    if revision is None:
+        path.parent.mkdir()
+        sqlite3.connect(path).close()  # an empty database: never migrated
+    else:
+        schema.upgrade(url)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    before = path.read_bytes()
+    result = run("paper", "--duration", "5", cwd=tmp_path, env={"BASTION_DATABASE_URL": url})
+    assert result.returncode == 3, result.stderr
+    assert "refusing to start" in result.stderr
+    assert ("python run.py migrate" if revision is None else "newer Bastion") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert path.read_bytes() == before  # never touched
 
 
 @pytest.mark.parametrize("content", [b"garbage" * 1000, b"SQLite format 3\x00" + b"\x00" * 100])

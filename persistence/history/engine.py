@@ -69,18 +69,27 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with Bastion's settings for its backend (see module docstring)."""
+def make_engine(url: str | URL, *, readonly: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with Bastion's settings for its backend (see module docstring).
+
+    ``readonly`` (SQLite): the file is opened read-only and never created or changed, not even
+    its journal mode, so looking at a database cannot alter it.
+    """
     parsed = normalise_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
+            path = sqlite_path(parsed)
+            if readonly and path is not None:
+                parsed = parsed.set(database=f"file:{path.as_posix()}").update_query_dict(
+                    {"mode": "ro", "uri": "true"}
+                )
             engine = create_engine(
                 parsed,
                 connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
                 pool_pre_ping=True,
                 **kwargs,
             )
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, readonly=readonly)
             return engine
         options: dict[str, Any] = {**PG_POOL, **kwargs}
         return create_engine(
@@ -93,15 +102,16 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         raise BadDatabaseUrl(f"cannot use {safe_url(parsed)}: {err}") from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, readonly: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Autocommit at the driver; SQLAlchemy's "begin" event below issues BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            if not readonly:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         finally:

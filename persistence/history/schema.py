@@ -72,12 +72,14 @@ def revisions() -> list[str]:
 
 
 @contextmanager
-def _transaction(url: str | URL, *, create_dir: bool = False) -> Iterator[Connection]:
+def _transaction(
+    url: str | URL, *, create_dir: bool = False, readonly: bool = False
+) -> Iterator[Connection]:
     parsed = normalise_url(url)
     path = sqlite_path(parsed)
     if path is not None and create_dir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine: Engine = make_engine(parsed)
+    engine: Engine = make_engine(parsed, readonly=readonly)
     try:
         try:
             with engine.begin() as connection:
@@ -90,6 +92,11 @@ def _transaction(url: str | URL, *, create_dir: bool = False) -> Iterator[Connec
             raise
     finally:
         engine.dispose()
+
+
+def _missing_file(url: str | URL) -> bool:
+    path = sqlite_path(normalise_url(url))
+    return path is not None and not path.exists()
 
 
 def _is_connect_error(err: OperationalError) -> bool:
@@ -118,8 +125,11 @@ def _refuse_unknown(revision: str | None, url: str | URL) -> None:
 
 
 def current(url: str | URL) -> str | None:
-    """The revision the database is at, or None when it was never migrated."""
-    with _transaction(url) as connection:
+    """The revision the database is at, or None when it was never migrated (read-only; an
+    SQLite file that does not exist is a database never migrated)."""
+    if _missing_file(url):
+        return None
+    with _transaction(url, readonly=True) as connection:
         return _current(connection)
 
 
@@ -142,9 +152,15 @@ def downgrade(url: str | URL, revision: str) -> tuple[str | None, str | None]:
 
 
 def check(url: str | URL) -> str:
-    """The database's revision if it is exactly this Bastion's head, else a clear error."""
+    """The database's revision if it is exactly this Bastion's head, else a clear error.
+
+    Read-only: a database that is refused is left exactly as it was."""
     expected = head()
-    with _transaction(url) as connection:
+    if _missing_file(url):
+        raise HistorySchemaMissing(
+            f"history database {safe_url(url)} does not exist; {MIGRATE_HINT}"
+        )
+    with _transaction(url, readonly=True) as connection:
         found = _current(connection)
     if found == expected:
         return found

@@ -16,6 +16,8 @@ from adapters.exchange.ccxt_exchange import CcxtExchange
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
 from domain.models import Order, OrderRole, OrderStatus, OrderType, Side
+from ops.operate import operator
+from persistence.history.spool import Spool
 from persistence.store import PositionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +101,24 @@ def test_audit_stops_and_kill_flatten_on_a_manual_position(manual_position: Path
     assert resumed.returncode == 0 and "released" in resumed.stdout
     again_resumed = run(tmp, "run.py", "resume", "--paper")
     assert "was not latched" in again_resumed.stdout
+
+    # with the service down, each command's audit waits in the history spool for its replay
+    spool = Spool(tmp / "data" / "paper" / "history-spool.db")
+    events = [row.values for _, row in spool.peek(1000) if row.table == "system_events"]
+    spool.close()
+    commands = [(e["reason_code"], e["who"]) for e in events if e["kind"] == "operator_command"]
+    assert [c for c, _ in commands] == [
+        "audit",
+        "place_missing_stops",
+        "place_missing_stops",
+        "audit",
+        "reconcile",
+        "kill",
+        "resume",
+        "resume",
+    ]
+    assert {w for _, w in commands} == {operator()}
+    assert {e["reason_code"] for e in events if e["kind"] == "kill_switch"} >= {"latched"}
 
 
 def test_bad_configuration_is_exit_2_without_traceback(tmp_path: Path) -> None:
