@@ -8,12 +8,16 @@ is not shown here.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from persistence.store import PositionStore
+
+SPOOL_TABLES = ("pending", "rejected")
 
 
 def collect(db: Path) -> dict[str, Any]:
@@ -46,7 +50,17 @@ def collect(db: Path) -> dict[str, Any]:
             "kill_switch": kill,
             "last_reconciliation": store.get_value("last_reconciliation"),
             "transitions": store.count("transitions"),
+            "history": _history(db.with_name("history-spool.db")),
         }
+
+
+def _history(spool: Path) -> dict[str, int]:
+    """Rows waiting in the history spool (the database was unreachable) and rows set aside."""
+    if not spool.exists():
+        return {"spooled": 0, "rejected": 0}
+    with contextlib.closing(sqlite3.connect(f"file:{spool}?mode=ro", uri=True)) as db:
+        counts = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in SPOOL_TABLES]
+    return dict(zip(("spooled", "rejected"), counts, strict=True))
 
 
 _ROW = "  {:<12} {:<14} {:<5} {:<12} {:>10} {:>12} {:>12}"
@@ -61,6 +75,7 @@ def render(report: dict[str, Any]) -> str:
         f"store: {report['store']}",
         f"kill switch: {latch}",
         f"last reconciliation: {_reconciliation(report['last_reconciliation'])}",
+        f"history: {_history_line(report['history'])}",
     ]
     if not report["positions"]:
         return "\n".join([*lines, "positions: none"])
@@ -90,6 +105,15 @@ def _reconciliation(last: dict[str, Any] | None) -> str:
         text += f"; {found}"
     if last.get("error"):
         text += f"; venue unreadable: {last['error']}"
+    return text
+
+
+def _history_line(history: dict[str, int]) -> str:
+    if not history["spooled"] and not history["rejected"]:
+        return "nothing waiting"
+    text = f"{history['spooled']} row(s) waiting in the spool (database unreachable or unmigrated)"
+    if history["rejected"]:
+        text += f"; {history['rejected']} row(s) the database refused, kept in the spool"
     return text
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from domain.position_table import to_mermaid
 from persistence.history import schema
+from persistence.history.rows import Row
+from persistence.history.spool import Spool
 from persistence.store import PositionStore
 from tests.domain import factory
 
@@ -157,7 +159,14 @@ def test_status_reads_a_store_held_by_a_running_service(tmp_path: Path) -> None:
     (row,) = report["positions"]
     assert (row["state"], row["qty"], row["stop"]) == ("protected", "1", "90")
     assert report["kill_switch"] == {"latched": False}
+    assert report["history"] == {"spooled": 0, "rejected": 0}
     assert "protected" in text.stdout
+
+    spool = Spool(db.with_name("history-spool.db"))  # the history database was unreachable
+    spool.append([Row("system_events", {"event_id": f"e{i}"}) for i in range(3)])
+    spool.close()
+    waiting = run("status", cwd=tmp_path)
+    assert "history: 3 row(s) waiting in the spool" in waiting.stdout, waiting.stdout
 
 
 def test_migrate_creates_and_upgrades_the_history_database(tmp_path: Path) -> None:
