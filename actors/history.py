@@ -25,17 +25,25 @@ the same thread every ``prune_interval_s`` while the database is up.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from actors.audit import Observed, audit_of, candle_row, event_row, snapshot_row
 from actors.messages import AccountEquity, Audit
@@ -64,31 +72,41 @@ PRUNE_BATCHES_PER_TURN = 20
 SPOOL_NAME = "history-spool.db"  # next to the mode's position store
 
 
-def _refused_for_good(err: BaseException) -> bool:
-    """A write error that retrying cannot fix (the rows are wrong, the database is fine)."""
-    if isinstance(err, (IntegrityError, DataError)):
+def _transient(err: BaseException) -> bool:
+    """An error of the database or the way to it (retry later, spool meanwhile), as opposed to
+    a row it refuses for good (a constraint, a value it cannot hold) or a fault in the rows."""
+    if isinstance(err, (DisconnectionError, PoolTimeout, schema.HistoryUnreachable)):
         return True
-    return isinstance(err, StatementError) and isinstance(err.orig, (ValueError, TypeError))
+    if isinstance(err, schema.HistorySchemaError):
+        return True  # unmigrated or too new: an operator fixes the database, not the rows
+    if isinstance(err, DBAPIError):
+        return err.connection_invalidated or isinstance(
+            err, (OperationalError, InterfaceError, ProgrammingError, InternalError)
+        )
+    return False
 
 
 @dataclass
 class WriterStats:
-    """Counters for status, metrics and tests."""
+    """Counters for status, metrics and tests (written by the writer thread only)."""
 
     received: int = 0
-    dropped: int = 0
     written: int = 0
     spooled: int = 0
     replayed: int = 0
     rejected: int = 0
+    unusable: int = 0  # messages that could not be turned into rows (logged)
+    errors: int = 0  # turns that failed (logged); their rows stay queued
     outages: int = 0
     db_up: bool = False
     last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class HistoryWriter(threading.Thread):
-    """Writes history rows to ``url``; spools to ``spool_path`` while it cannot."""
+    """Writes history rows to ``url``; spools to ``spool_path`` while it cannot.
+
+    The thread owns its database engine, spool and store reader and closes them when it ends.
+    """
 
     def __init__(
         self,
@@ -97,30 +115,34 @@ class HistoryWriter(threading.Thread):
         spool_path: Path,
         params: HistorySettings,
         store_path: Path | None = None,
-        engine: Engine | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         super().__init__(name="bastion-history", daemon=True)
         self.url = url
         self.params = params
         self.stats = WriterStats()
+        self.tap: Callable[[Sequence[Row]], None] | None = None  # sees each new batch (tests)
         self._mailbox: queue.Queue[object] = queue.Queue(maxsize=params.queue_size)
-        self._engine = engine or make_engine(url)
+        self._engine = make_engine(url)
         self._spool = Spool(spool_path)
         self._tail = StoreTail(store_path) if store_path is not None else None
         self._cursor = Cursor.of(self._spool.cursor())
+        self._pending = self._spool.pending()  # rows in the spool, kept by the writer thread
+        self._carry: list[Row] = []  # rows of messages taken but not yet written or spooled
         self._wall_ms = wall_ms
         self._halt = threading.Event()
-        self._idle = threading.Event()
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_logged_at = 0.0
+        self._idle = threading.Condition()
+        self._asked_gen = 0  # wait_idle's requests, and the latest answered by a quiet turn
+        self._quiet_gen = 0
         self._schema_ok = False
         self._retry_s = FIRST_RETRY_S
         self._retry_at = 0.0
-        self._dropped_logged_at = 0.0
         self._snapshot_at: int | None = None
         self._pruned_at = time.monotonic()
         self._retention = RetentionPolicy.from_settings(params)
-        self.tap: Callable[[Sequence[Row]], None] | None = None  # sees every batch (tests)
-        self._left_in_spool: int | None = None
 
     # ------------------------------------------------------------------ producers' side
 
@@ -129,13 +151,14 @@ class HistoryWriter(threading.Thread):
         try:
             self._mailbox.put_nowait(message)
         except queue.Full:
-            self.stats.dropped += 1
-            now = time.monotonic()
-            if now - self._dropped_logged_at >= DROP_LOG_EVERY_S:
-                self._dropped_logged_at = now
-                log.error("history_queue_full", dropped=self.stats.dropped)
-        else:
-            self._idle.clear()
+            with self._lock:
+                self._dropped += 1
+                dropped, now = self._dropped, time.monotonic()
+                due = now - self._dropped_logged_at >= DROP_LOG_EVERY_S
+                if due:
+                    self._dropped_logged_at = now
+            if due:
+                log.error("history_queue_full", dropped=dropped)
 
     def ask(self, message: object, timeout: float | None = None) -> Any:
         raise TypeError("the history writer takes tells only")
@@ -143,22 +166,32 @@ class HistoryWriter(threading.Thread):
     # ------------------------------------------------------------------ the thread
 
     def run(self) -> None:
-        log.info("history_writer_started", url=safe_url(self.url), spooled=self._spool.pending())
-        while not self._halt.is_set():
-            try:
-                self._turn(wait_s=self.params.flush_interval_s)
-            except Exception as err:  # the writer must outlive any one bad batch
-                log.exception("history_writer_error", error=str(err))
-                self._halt.wait(FIRST_RETRY_S)
-        self._final_turns()
+        log.info("history_writer_started", url=safe_url(self.url), spooled=self._pending)
+        try:
+            while not self._halt.is_set():
+                try:
+                    self._turn(wait_s=self.params.flush_interval_s)
+                except Exception as err:  # the writer outlives any one bad turn
+                    self.stats.errors += 1
+                    log.exception("history_writer_error", error=_short(err))
+                    self._halt.wait(FIRST_RETRY_S)
+            self._final_turns()
+        finally:
+            self._close()
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Write or spool what is queued, then stop the thread and close the files."""
+        """Spool what is still queued (no database call once stopping), then end the thread."""
         self._halt.set()
-        if self.is_alive():
-            self.join(timeout_s)
-        self._left_in_spool = self._spool.pending()
-        self._spool.close()
+        if self.ident is None:  # never started: nothing else uses the files
+            self._close()
+            return
+        self.join(timeout_s)
+        if self.is_alive():  # stuck in a database call: it closes its files when it returns
+            log.error("history_writer_stuck", timeout_s=timeout_s, **self.snapshot())
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._spool.close()
         if self._tail is not None:
             self._tail.close()
         self._engine.dispose()
@@ -166,26 +199,30 @@ class HistoryWriter(threading.Thread):
     def _final_turns(self) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S / 2
         try:
-            while time.monotonic() < deadline:
-                if not self._turn(wait_s=0.0, replay=False):
-                    break
+            while time.monotonic() < deadline and self._turn(wait_s=0.0, replay=False):
+                pass
         except Exception as err:
-            log.exception("history_writer_error", error=str(err))
+            log.exception("history_writer_error", error=_short(err))
         log.info("history_writer_stopped", **self.snapshot())
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Block until everything received and everything in the store is in the database
-        (nothing queued, nothing spooled, the store tail caught up); False on timeout."""
-        return self._idle.wait(timeout_s)
+        """Block until a turn that started after this call found nothing to do: everything told
+        before the call and everything in the store is in the database, nothing is spooled.
+        False on timeout (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            self._asked_gen += 1
+            target = self._asked_gen
+            while self._quiet_gen < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._idle.wait(left):
+                    return False
+        return True
 
     def caught_up(self) -> bool:
         """The database is up and at this Bastion's schema, and nothing waits in the spool
         (rows still in the mailbox are written on the next turn)."""
-        return self.stats.db_up and self._schema_ok and self._pending() == 0
-
-    def _pending(self) -> int:
-        """Rows in the spool (as the writer left it once stopped)."""
-        return self._spool.pending() if self._left_in_spool is None else self._left_in_spool
+        return self.stats.db_up and self._schema_ok and self._pending == 0
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
@@ -195,30 +232,48 @@ class HistoryWriter(threading.Thread):
             "written": s.written,
             "spooled": s.spooled,
             "replayed": s.replayed,
-            "pending_in_spool": self._pending(),
+            "pending_in_spool": self._pending,
             "rejected": s.rejected,
-            "dropped": s.dropped,
+            "unusable": s.unusable,
+            "errors": s.errors,
+            "dropped": self._dropped,
             "outages": s.outages,
             "queued": self._mailbox.qsize(),
         }
 
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
     def _turn(self, *, wait_s: float, replay: bool = True) -> bool:
-        """One batch: messages and store changes, written or spooled. True if it had any."""
-        rows = self._rows(self._take(wait_s))
-        cursor = self._cursor
+        """One batch: store changes and messages, written or spooled. True if it had any.
+
+        The store is read first (its rows can be read again if this turn fails); message rows
+        are kept in ``_carry`` until written or spooled, so a failed turn loses none of them.
+        """
+        with self._idle:
+            generation = self._asked_gen
+        cursor, tail_rows = self._cursor, []
         if self._tail is not None:
             tail_rows, cursor = self._tail.read(self._cursor, self.params.batch_size)
-            rows.extend(tail_rows)
+        taken = self._take(wait_s)
+        fresh = self._rows(taken)
+        self._carry.extend(fresh)
+        rows = [*self._carry, *tail_rows]
         busy = bool(rows) or cursor != self._cursor
         if busy:
             if self.tap is not None:
-                self.tap(rows)
+                self.tap([*fresh, *tail_rows])
             self._deliver(rows, cursor)
+        self._carry = []
         if replay:
             self._replay()
             self._maybe_prune()
-        if not busy and self._mailbox.empty() and self._spool.pending() == 0 and self._schema_ok:
-            self._idle.set()
+        quiet = not busy and self._mailbox.empty() and self.caught_up()
+        if quiet:
+            with self._idle:
+                self._quiet_gen = max(self._quiet_gen, generation)
+                self._idle.notify_all()
         return busy
 
     def _take(self, wait_s: float) -> list[object]:
@@ -235,7 +290,16 @@ class HistoryWriter(threading.Thread):
         return taken
 
     def _rows(self, messages: Sequence[object]) -> list[Row]:
-        return rows_of(messages, self._snapshot_due)
+        rows: list[Row] = []
+        for message in messages:
+            try:
+                rows.extend(rows_of([message], self._snapshot_due))
+            except Exception as err:  # a message no row can be made of: logged, not fatal
+                self.stats.unusable += 1
+                log.error(
+                    "history_message_unusable", message=type(message).__name__, error=str(err)
+                )
+        return rows
 
     def _snapshot_due(self, ts: int) -> bool:
         every_ms = int(self.params.account_snapshot_interval_s * 1000)
@@ -247,17 +311,16 @@ class HistoryWriter(threading.Thread):
     # ------------------------------------------------------------------ writing
 
     def _deliver(self, rows: list[Row], cursor: Cursor) -> None:
-        if self._spooling():
+        if self._halt.is_set() or self._spooling():
             self._to_spool(rows, cursor)
             return
         try:
             self._write(rows)
         except Exception as err:
-            if _refused_for_good(err):
-                self._to_spool(rows, cursor)  # the replay sorts the bad rows out, one by one
-                self._retry_at = 0.0
-                return
-            self._went_down(err)
+            if _transient(err):
+                self._went_down(err)
+            else:
+                self._retry_at = 0.0  # the replay sorts the refused rows out, one by one
             self._to_spool(rows, cursor)
             return
         self.stats.written += len(rows)
@@ -266,11 +329,12 @@ class HistoryWriter(threading.Thread):
             self._cursor = cursor
 
     def _spooling(self) -> bool:
-        return not self.stats.db_up or not self._schema_ok or self._spool.pending() > 0
+        return not self.stats.db_up or not self._schema_ok or self._pending > 0
 
     def _to_spool(self, rows: list[Row], cursor: Cursor) -> None:
         self._spool.append(rows, cursor.to_dict())
         self._cursor = cursor
+        self._pending = self._spool.pending()
         self.stats.spooled += len(rows)
 
     def _write(self, rows: Sequence[Row]) -> None:
@@ -295,7 +359,8 @@ class HistoryWriter(threading.Thread):
         self._retry_s = min(self._retry_s * 2, self.params.retry_max_s)
 
     def _replay(self) -> None:
-        if self._spool.pending() == 0 and self.stats.db_up and self._schema_ok:
+        """Write the spool oldest first (a few batches per turn) once the retry is due."""
+        if self._halt.is_set() or (self._pending == 0 and self.stats.db_up and self._schema_ok):
             return
         if time.monotonic() < self._retry_at:
             return
@@ -310,24 +375,27 @@ class HistoryWriter(threading.Thread):
                 try:
                     self._write([row for _, row in batch])
                 except Exception as err:
-                    if not _refused_for_good(err):
+                    if _transient(err):
                         raise
                     self._write_one_by_one(batch)
                 self._spool.remove_through(batch[-1][0])
+                self._pending = self._spool.pending()
                 replayed += len(batch)
         except Exception as err:
+            if not _transient(err):
+                raise  # the spool itself failed: the run loop logs it and tries again
             self._went_down(err)
         finally:
             if replayed:
                 self.stats.replayed += replayed
-                log.info("history_replayed", rows=replayed, pending=self._spool.pending())
+                log.info("history_replayed", rows=replayed, pending=self._pending)
 
     def _write_one_by_one(self, batch: list[tuple[int, Row]]) -> None:
         for seq, row in batch:
             try:
                 self._write([row])
             except Exception as err:
-                if not _refused_for_good(err):
+                if _transient(err):
                     raise
                 self._spool.reject(seq, row, _short(err))
                 self.stats.rejected += 1
@@ -399,7 +467,8 @@ def open_history(settings: Settings, mode: str, store_path: Path) -> HistoryWrit
     try:
         parsed = normalise_url(url)
         path = sqlite_path(parsed)
-        if settings.database_url is None and path is not None and not path.exists():
+        configured = settings.paper_database_url if mode == "paper" else settings.database_url
+        if configured is None and path is not None and not path.exists():
             schema.upgrade(url)
             log.info("history_db_created", url=safe_url(url), revision=schema.head())
         else:

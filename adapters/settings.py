@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -364,6 +364,7 @@ class Settings(BaseSettings):
     log_dir: Path = Path("logs")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database_url: str | None = Field(default=None, repr=False)  # may hold a password
+    paper_database_url: str | None = Field(default=None, repr=False)  # paper's, kept apart
 
     @classmethod
     def settings_customise_sources(
@@ -384,7 +385,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "paper_database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -413,9 +414,8 @@ class Settings(BaseSettings):
         for secret in (self.exchange.api_key, self.exchange.api_secret, self.telegram.token):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
-        password = _url_password(self.database_url)
-        if password:
-            values.append(password)
+        for url in (self.database_url, self.paper_database_url):
+            values.extend(_url_passwords(url))
         return values
 
     def redacted_dump(self) -> dict[str, Any]:
@@ -424,38 +424,51 @@ class Settings(BaseSettings):
         for section, name in SECRET_FIELDS:
             value = getattr(getattr(self, section), name)
             data[section][name] = "***" if value is not None else None
-        if self.database_url is not None:
-            data["database_url"] = _mask_url_password(self.database_url)
+        for key in ("database_url", "paper_database_url"):
+            if data[key] is not None:
+                data[key] = _mask_url_password(data[key])
         return data
 
 
 def history_url(settings: Settings, mode: str) -> str:
     """The history database URL for ``mode`` (``live``/``paper``).
 
-    ``database_url`` when set (it then serves whichever mode runs), else SQLite at
-    ``<data_dir>/<mode>/history.db`` next to that mode's position store.
+    ``database_url`` for live and ``paper_database_url`` for paper when set (paper trades never
+    land in the live books), else SQLite at ``<data_dir>/<mode>/history.db`` next to that mode's
+    position store.
     """
-    if settings.database_url is not None:
-        return settings.database_url
+    configured = settings.paper_database_url if mode == "paper" else settings.database_url
+    if configured is not None:
+        return configured
     return f"sqlite:///{(settings.data_dir / mode / 'history.db').as_posix()}"
 
 
-def _url_password(url: str | None) -> str | None:
+_QUERY_SECRETS = frozenset({"password", "sslpassword"})
+
+
+def _url_passwords(url: str | None) -> list[str]:
+    """The passwords in ``url``: its userinfo and ``password``-like query parameters."""
     if url is None:
-        return None
+        return []
     try:
-        return urlsplit(url).password
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
     except ValueError:
-        return None
+        return []
+    found += [v for k, v in parse_qsl(parts.query) if k.lower() in _QUERY_SECRETS and v]
+    return found
 
 
 def _mask_url_password(url: str) -> str:
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    userinfo = f"{parts.username}:***" if parts.username else ":***"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+    if parts.password:
+        userinfo = f"{parts.username}:***" if parts.username else ":***"
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{userinfo}@{host}")
+    query = [(k, "***" if k.lower() in _QUERY_SECRETS else v) for k, v in parse_qsl(parts.query)]
+    return (
+        urlunsplit(parts._replace(query=urlencode(query, safe="*"))) if query else urlunsplit(parts)
+    )
 
 
 __all__ = [

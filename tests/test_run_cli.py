@@ -107,7 +107,7 @@ def test_paper_refuses_a_history_database_it_cannot_use(
         with sqlite3.connect(path) as db:
             db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
     before = path.read_bytes()
-    result = run("paper", "--duration", "5", cwd=tmp_path, env={"BASTION_DATABASE_URL": url})
+    result = run("paper", "--duration", "5", cwd=tmp_path, env={"BASTION_PAPER_DATABASE_URL": url})
     assert result.returncode == 3, result.stderr
     assert "refusing to start" in result.stderr
     assert ("python run.py migrate" if revision is None else "newer Bastion") in result.stderr

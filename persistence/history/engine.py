@@ -23,9 +23,19 @@ from domain.errors import BastionError
 
 BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 10
+# A connection whose peer vanished without a reset (a dropped network) is noticed within about
+# 25 s instead of the kernel's ~15 min of retransmissions.
+PG_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
 PG_POOL = {"pool_size": 5, "max_overflow": 5, "pool_timeout": 30, "pool_recycle": 1800}
 _PG_ALIASES = frozenset({"postgresql", "postgres"})
-_PASSWORD_RE = re.compile(r"(://[^:/@]*):[^@/]*@")
+_PASSWORD_RE = re.compile(r"(://[^:/@]*):[^@/]*@|((?:ssl)?password=)[^&]*", re.IGNORECASE)
+_QUERY_SECRETS = frozenset({"password", "sslpassword"})
 
 
 class BadDatabaseUrl(BastionError):
@@ -50,16 +60,22 @@ def normalise_url(url: str | URL) -> URL:
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL as text with its password replaced by ``***``."""
+    """The URL as text with its password (userinfo or ``password=`` parameter) as ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return _hide(url)
+    hidden = {k: "***" for k in parsed.query if k.lower() in _QUERY_SECRETS}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def _hide(url: str | URL) -> str:
-    """Mask ``user:password@`` in text that did not parse as a URL."""
-    return _PASSWORD_RE.sub(r"\1:***@", str(url))
+    """Mask ``user:password@`` and ``password=`` in text that did not parse as a URL."""
+    return _PASSWORD_RE.sub(
+        lambda m: f"{m.group(1)}:***@" if m.group(1) is not None else f"{m.group(2)}***", str(url)
+    )
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -69,7 +85,13 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def make_engine(url: str | URL, *, readonly: bool = False, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL,
+    *,
+    readonly: bool = False,
+    connect_timeout_s: int = PG_CONNECT_TIMEOUT_S,
+    **kwargs: Any,
+) -> Engine:
     """An engine for ``url`` with Bastion's settings for its backend (see module docstring).
 
     ``readonly`` (SQLite): the file is opened read-only and never created or changed, not even
@@ -95,7 +117,7 @@ def make_engine(url: str | URL, *, readonly: bool = False, **kwargs: Any) -> Eng
         return create_engine(
             parsed,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+            connect_args={"connect_timeout": connect_timeout_s, **PG_KEEPALIVE},
             **options,
         )
     except (NoSuchModuleError, ArgumentError) as err:

@@ -29,6 +29,8 @@ from persistence.history.engine import make_engine, normalise_url, safe_url, sql
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATE_HINT = "run `python run.py migrate`"
+# The service checks the schema before trading; an unreachable host must not hold that up long.
+SCHEMA_CONNECT_TIMEOUT_S = 5
 
 
 class HistorySchemaError(StoreError):
@@ -79,7 +81,9 @@ def _transaction(
     path = sqlite_path(parsed)
     if path is not None and create_dir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine: Engine = make_engine(parsed, readonly=readonly)
+    engine: Engine = make_engine(
+        parsed, readonly=readonly, connect_timeout_s=SCHEMA_CONNECT_TIMEOUT_S
+    )
     try:
         try:
             with engine.begin() as connection:

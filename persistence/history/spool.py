@@ -57,10 +57,11 @@ class Spool:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # a failed COMMIT (disk full) leaves one open
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     def append(self, rows: Sequence[Row], cursor: dict[str, Any] | None = None) -> None:
         """Add ``rows`` after every row already here (and move the cursor) atomically."""

@@ -40,17 +40,19 @@ ENTRY = OrderRole.ENTRY.value
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far the store has been handed on: the last order-event and transition seq."""
+    """How far the store has been handed on: the last order-event and transition seq, and
+    which store they belong to (its first transition, see :func:`_identity`)."""
 
     order_event: int = 0
     transition: int = 0
+    store: str | None = None
 
-    def to_dict(self) -> dict[str, int]:
-        return {"order_event": self.order_event, "transition": self.transition}
+    def to_dict(self) -> dict[str, Any]:
+        return {"order_event": self.order_event, "transition": self.transition, "store": self.store}
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> Cursor:
-        return cls(int(raw.get("order_event", 0)), int(raw.get("transition", 0)))
+        return cls(int(raw.get("order_event", 0)), int(raw.get("transition", 0)), raw.get("store"))
 
 
 class StoreTail:
@@ -82,15 +84,20 @@ class StoreTail:
             changes, last_transition = self._position_rows(db, cursor.transition, limit)
         finally:
             db.execute("COMMIT")
-        return events + changes, Cursor(last_event, last_transition)
+        return events + changes, Cursor(last_event, last_transition, cursor.store)
 
     @staticmethod
     def _restart_if_replaced(db: sqlite3.Connection, cursor: Cursor) -> Cursor:
+        """``cursor`` for this store, or the start of it if the cursor was another store's (the
+        file was replaced or restored from a backup)."""
+        identity = _identity(db)
+        if cursor.store is not None and cursor.store != identity:
+            return Cursor(store=identity)
         newest_event = db.execute("SELECT coalesce(max(seq), 0) FROM order_events").fetchone()[0]
         newest_change = db.execute("SELECT coalesce(max(seq), 0) FROM transitions").fetchone()[0]
         if newest_event < cursor.order_event or newest_change < cursor.transition:
-            return Cursor()
-        return cursor
+            return Cursor(store=identity)
+        return Cursor(cursor.order_event, cursor.transition, identity)
 
     @staticmethod
     def _order_rows(db: sqlite3.Connection, after: int, limit: int) -> tuple[list[Row], int]:
@@ -208,6 +215,16 @@ class StoreTail:
                 )
             )
         return rows
+
+
+def _identity(db: sqlite3.Connection) -> str | None:
+    """A store's identity: its first transition (position id and time), None while empty.
+
+    Position ids are made from the time they were opened, so two stores do not share a first
+    transition in practice, and the transition log is append-only, so it never changes.
+    """
+    first = db.execute("SELECT position_id, at FROM transitions ORDER BY seq LIMIT 1").fetchone()
+    return f"{first[0]}@{first[1]}" if first else None
 
 
 def _marks(items: Iterable[object]) -> str:

@@ -343,3 +343,7 @@ def test_history_url_defaults_to_sqlite_per_mode(tmp_path: Path) -> None:
     assert history_url(Settings(data_dir=Path("data")), "live") == "sqlite:///data/live/history.db"
     pg = "postgresql://bastion:pw@db/history"
     assert history_url(Settings(database_url=pg), "live") == pg
+    # paper keeps its own books: the live URL never receives paper trades
+    assert history_url(Settings(database_url=pg, data_dir=tmp_path), "paper").startswith("sqlite")
+    paper = "postgresql://bastion:pw@db/paper_history"
+    assert history_url(Settings(database_url=pg, paper_database_url=paper), "paper") == paper

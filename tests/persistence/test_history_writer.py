@@ -257,9 +257,56 @@ def test_a_spool_left_by_a_crash_is_replayed_once(url: str, tmp_path: Path) -> N
     try:
         assert writer.wait_idle(10), writer.snapshot()
         assert writer.stats.replayed == 30
+        assert writer.stats.rejected == 0  # the ten already there were recognised, not refused
     finally:
         writer.stop()
-    assert _count(url, SystemEvent) == 30
+    engine = make_engine(url)
+    with Session(engine) as session:
+        stored = session.execute(sa.select(SystemEvent.event_id, SystemEvent.at)).all()
+    engine.dispose()
+    assert sorted(stored, key=lambda r: r[1]) == [(f"e{i}", T0 + i) for i in range(30)]
+
+
+def test_a_message_no_row_can_be_made_of_does_not_cost_its_batch(url: str, tmp_path: Path) -> None:
+    schema.upgrade(url)
+    writer = _writer(url, None, tmp_path, batch_size=50)
+    try:
+        for i in range(5):
+            writer.tell(Audit("alert", f"good{i}", T0 + i))
+        writer.tell(Audit("no_such_kind", "bad", T0 + 5))  # a producer's bug
+        writer.tell(Audit("alert", "good5", T0 + 6))
+        assert writer.wait_idle(10), writer.snapshot()
+        assert writer.stats.unusable == 1
+    finally:
+        writer.stop()
+    assert _count(url, SystemEvent) == 6
+
+
+def test_a_replaced_store_is_read_from_its_start(tmp_path: Path) -> None:
+    """A cursor left by another store (the file was replaced) does not skip the new one."""
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    schema.upgrade(url)
+    first = PositionStore.open(tmp_path / "a" / "positions.db")
+    for i in range(3):
+        round_trip(first, f"old{i}", at=T0 + i * 10).discard()
+    writer = _writer(url, first, tmp_path)
+    assert writer.wait_idle(10), writer.snapshot()
+    writer.stop()
+    first.close()
+    replaced = PositionStore.open(tmp_path / "b" / "positions.db")  # as many rows, and more
+    for i in range(4):
+        round_trip(replaced, f"new{i}", at=T0 + 1_000 + i * 10).discard()
+    writer = _writer(url, replaced, tmp_path)  # the same spool: the old store's cursor
+    try:
+        assert writer.wait_idle(10), writer.snapshot()
+    finally:
+        writer.stop()
+        replaced.close()
+    engine = make_engine(url)
+    with Session(engine) as session:
+        trades = set(session.scalars(sa.select(Trade.position_id)))
+    engine.dispose()
+    assert trades == {f"old{i}" for i in range(3)} | {f"new{i}" for i in range(4)}
 
 
 def test_a_row_the_database_refuses_is_set_aside_not_retried_forever(
@@ -299,5 +346,5 @@ def test_tell_never_blocks_and_counts_what_it_drops(tmp_path: Path) -> None:
 
     threading.Thread(target=produce, daemon=True).start()
     assert done.wait(2)
-    assert writer.stats.dropped == 50
+    assert writer.dropped == 50
     writer.stop()
