@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from alembic.util import CommandError
@@ -79,7 +80,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
         + f"; logs in {settings.log_dir}, state in {settings.data_dir / 'paper'}",
         flush=True,
     )
-    return modes.run_paper(settings, speed=args.speed, duration_s=args.duration)
+    return modes.run_paper(
+        settings, speed=args.speed, duration_s=args.duration, config_path=args.config
+    )
 
 
 def _paper_args(cmd: argparse.ArgumentParser) -> None:
@@ -112,7 +115,12 @@ def cmd_live(args: argparse.Namespace) -> int:
         flush=True,
     )
     return modes.serve(
-        settings, mode="live", store=store, port=port, ws_url=modes.live_ws_url(settings)
+        settings,
+        mode="live",
+        store=store,
+        port=port,
+        ws_url=modes.live_ws_url(settings),
+        config_path=args.config,
     )
 
 
@@ -158,6 +166,64 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_ERROR if result is None else EXIT_OK
 
 
+def cmd_pause(args: argparse.Namespace) -> int:
+    """No new entries on SYMBOL; a position on it stays managed and protected."""
+    return _symbol_command(args, "pause", {}, _render_pause)
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    """Entries on SYMBOL are allowed again."""
+    return _symbol_command(args, "unpause", {}, _render_pause)
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    """Close the managed position on SYMBOL with a reduce-only market order (no wait for the
+    fill). Exit 1 when a position is held and nothing is on its way to close it."""
+    return _symbol_command(args, "close", {"reason": args.reason}, _render_close)
+
+
+def _symbol_command(
+    args: argparse.Namespace,
+    command: str,
+    params: dict[str, Any],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run a one-symbol control command (via the service or directly); an unknown symbol is a
+    usage error (exit 2)."""
+    params = {"symbol": args.symbol, "by": operate.operator(), **params}
+
+    def show(result: dict[str, Any]) -> str:
+        return f"{command}: {result['error']}" if result.get("error") else render(result)
+
+    result = operate.run_tool(args, command, params, show)
+    if result is None:
+        return EXIT_ERROR
+    if result.get("refused") == "unknown_symbol":
+        return EXIT_CONFIG
+    if command == "close" and result["position_id"] is not None and not result["closing"]:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _render_pause(result: dict[str, Any]) -> str:
+    symbol, via = result["symbol"], result["via"]
+    if result["paused"]:
+        state = "was already paused" if result["was_paused"] else "paused"
+        lines = [f"{symbol} {state}: no new entries (via {via})"]
+    elif result["was_paused"]:
+        lines = [f"{symbol} unpaused: entries allowed again (via {via})"]
+    else:
+        lines = [f"{symbol} was not paused; nothing changed (via {via})"]
+    if position := result["position"]:
+        lines.append(f"  position {position['position_id']} ({position['state']}) stays managed")
+    lines.append(f"  paused now: {', '.join(result['paused_symbols']) or 'none'}")
+    return "\n".join(lines)
+
+
+def _render_close(result: dict[str, Any]) -> str:
+    return f"close {result['symbol']}: {result['detail']} (via {result['via']})"
+
+
 def _operate_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--paper", action="store_true", help="the paper-trading account and store")
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
@@ -166,6 +232,16 @@ def _operate_args(cmd: argparse.ArgumentParser) -> None:
 def _reconcile_args(cmd: argparse.ArgumentParser) -> None:
     _operate_args(cmd)
     cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+def _symbol_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("symbol", metavar="SYMBOL", help="unified symbol, e.g. BTC/USD:USD")
+    _operate_args(cmd)
+
+
+def _close_args(cmd: argparse.ArgumentParser) -> None:
+    _symbol_args(cmd)
+    cmd.add_argument("--reason", default="operator close", help="recorded with the exit")
 
 
 def _kill_args(cmd: argparse.ArgumentParser) -> None:
@@ -316,6 +392,17 @@ COMMANDS: dict[str, Command] = {
         _kill_args,
     ),
     "resume": Command(cmd_resume, "release the kill switch", _operate_args),
+    "pause": Command(
+        cmd_pause,
+        "no new entries on SYMBOL; its position stays managed and protected",
+        _symbol_args,
+    ),
+    "unpause": Command(cmd_unpause, "allow entries on SYMBOL again", _symbol_args),
+    "close": Command(
+        cmd_close,
+        "close the position on SYMBOL with a reduce-only market order",
+        _close_args,
+    ),
     "migrate": Command(
         cmd_migrate,
         "create or upgrade the history database (--downgrade REV: step back)",

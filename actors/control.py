@@ -15,6 +15,7 @@ actors must see (the kill switch to risk, position changes).
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ from actors.messages import Audit, Flatten, KillSwitchChanged, Tick
 from domain.errors import BastionError
 from domain.models import Order, OrderRole, OrderStatus
 from domain.ports import order_origin
+from domain.position import Position
+from domain.position_table import State
 from domain.reconcile import Adopt, CancelOrder, ForgetStop, PlaceStop
 from persistence.control import ControlInbox, Request
 from persistence.history.models import EventKind
@@ -98,6 +101,91 @@ def resume(*, by: str = "operator") -> Command:
         out = [*core.handle(release, now), (RISK, release)]
         log.warning("kill_switch_released", by=by, was_latched=was)
         return {"command": "resume", "by": by, "was_latched": was, "latched": False}, out
+
+    return run
+
+
+def pause(symbol: str, *, by: str = "operator") -> Command:
+    """No new entries on ``symbol``; a position on it stays managed and protected (its stop
+    stays, exits and closes work). Persisted: it survives a restart. Idempotent.
+
+    Result: ``symbol``, ``paused``, ``was_paused``, ``paused_symbols`` (all of them, sorted) and
+    ``position`` (the managed position on it, ``{"position_id", "state"}``, or None). A symbol
+    the venue does not list is refused: ``refused: "unknown_symbol"`` and ``error``.
+    """
+    return _pausing("pause", symbol, paused=True, by=by)
+
+
+def unpause(symbol: str, *, by: str = "operator") -> Command:
+    """Entries on ``symbol`` are allowed again. Idempotent; the result is shaped as ``pause``'s.
+    A paused symbol the venue no longer lists can still be unpaused."""
+    return _pausing("unpause", symbol, paused=False, by=by)
+
+
+def _pausing(name: str, symbol: str, *, paused: bool, by: str) -> Command:
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        delisted = not paused and symbol in core.paused
+        if not delisted and (refused := _unknown_symbol(core, name, symbol)) is not None:
+            return {**refused, "by": by}, []
+        was = core.set_paused(symbol, paused, by=by, now=now)
+        pos = core.registry.get(symbol)
+        held = None if pos is None else {"position_id": pos.id, "state": pos.current.value}
+        result: Result = {
+            "command": name,
+            "by": by,
+            "symbol": symbol,
+            "paused": paused,
+            "was_paused": was,
+            "paused_symbols": sorted(core.paused),
+            "position": held,
+        }
+        return result, []
+
+    return run
+
+
+def close(symbol: str, *, by: str = "operator", reason: str = "operator close") -> Command:
+    """Close the managed position on ``symbol`` with a reduce-only market order, through the
+    state machine and the journal like any close (``CloseRequested``); a working entry is
+    cancelled first. Allowed while the kill switch is latched (it only reduces risk). It does
+    not wait for the fill: the answer says what was sent and what is known so far.
+
+    Fills the venue made since the last poll are applied first (a stop that fired meanwhile
+    closed the position already). A close the venue refused before is tried again at once:
+    an operator's close clears the back-off. With no managed position nothing is sent.
+
+    Result: ``symbol``, ``position_id`` (None: none managed), ``closing`` (the position is
+    ended or an exit for it is in flight), ``state`` (after the command), ``exit`` (the exit
+    order sent, ``{"client_id", "status"}``, or None) and ``detail`` (what happened, in words).
+    """
+
+    def run(core: ExecutionCore, now: int) -> tuple[Result, Outbox]:
+        result: Result = {"command": "close", "by": by, "reason": reason, "symbol": symbol}
+        result.update(position_id=None, closing=False, state=None, exit=None)
+        if (refused := _unknown_symbol(core, "close", symbol)) is not None:
+            return {**result, **refused, "detail": refused["error"]}, []
+        out: Outbox = []
+        pos = core.registry.get(symbol)
+        if pos is None:
+            result["detail"] = _nothing_managed(core, symbol)
+            log.warning("operator_close", **result)
+            return result, out
+        before = {o.client_id for o in _exits(core, pos)}
+        in_flight = pos.data.exit_client_id
+        gather(core, out, lambda: core.poll_fills(now))  # what the venue did meanwhile, first
+        ended = pos.is_terminal  # a stop that fired while nobody looked
+        if not ended:
+            gather(core, out, lambda: core.operator_close(symbol, f"{reason} (by {by})", now))
+        sent = next((o for o in reversed(_exits(core, pos)) if o.client_id not in before), None)
+        closing, detail = _close_outcome(core, pos, sent, in_flight, ended_before=ended)
+        result.update(position_id=pos.id, closing=closing, state=pos.current.value, detail=detail)
+        if sent is not None:
+            # the journal keeps a filled exit at acked; the position closing says it filled
+            filled = sent.status is OrderStatus.ACKED and pos.current is State.CLOSED
+            status = "filled" if filled else sent.status.value
+            result["exit"] = {"client_id": sent.client_id, "status": status}
+        log.warning("operator_close", **result)
+        return result, out
 
     return run
 
@@ -217,6 +305,9 @@ def until_ready() -> Command:
 COMMANDS: dict[str, Callable[..., Command]] = {
     "kill": kill,
     "resume": resume,
+    "pause": pause,
+    "unpause": unpause,
+    "close": close,
     "reconcile": reconcile,
     "place_missing_stops": missing_stops,
     "audit": audit,
@@ -303,6 +394,72 @@ def _ended(core: ExecutionCore, orders: list[tuple[str, str, str]]) -> list[dict
         if status in (OrderStatus.CANCELLED, OrderStatus.FILLED, OrderStatus.REJECTED):
             ended.append({"client_id": client_id, "symbol": symbol, "role": role, "status": status})
     return ended
+
+
+def _unknown_symbol(core: ExecutionCore, command: str, symbol: str) -> Result | None:
+    """None for a symbol the venue lists; otherwise the refusal, with the likely spellings."""
+    if symbol in core.instruments:
+        return None
+    key = symbol.upper()
+    near = [s for s in core.instruments if s.upper() == key or s.upper().startswith(f"{key}/")]
+    near = near or difflib.get_close_matches(key, list(core.instruments), n=3)
+    hint = f"; did you mean {' or '.join(sorted(near))}?" if near else ""
+    log.warning("control_refused", command=command, symbol=symbol, reason="unknown_symbol")
+    return {
+        "command": command,
+        "symbol": symbol,
+        "refused": "unknown_symbol",
+        "error": f"unknown symbol {symbol!r}: the venue lists no such instrument{hint}",
+    }
+
+
+def _exits(core: ExecutionCore, pos: Position) -> list[Order]:
+    return [o for o in core.store.orders(position_id=pos.id) if o.role is OrderRole.EXIT]
+
+
+def _nothing_managed(core: ExecutionCore, symbol: str) -> str:
+    detail = f"no managed position on {symbol}"
+    try:
+        held = [p for p in core.port.positions() if p.symbol == symbol and p.qty > 0]
+    except BastionError:
+        return detail  # nothing is sent either way
+    if held:
+        detail += (
+            f"; the venue shows {held[0].qty} held that Bastion does not manage (`run.py "
+            "reconcile` adopts it and gives it a stop; then close it)"
+        )
+    return detail
+
+
+def _close_outcome(
+    core: ExecutionCore,
+    pos: Position,
+    sent: Order | None,
+    in_flight: str | None,
+    *,
+    ended_before: bool,
+) -> tuple[bool, str]:
+    """Whether the position is ended or on its way out, and what happened, for :func:`close`."""
+    state = pos.current.value
+    if ended_before:
+        return True, f"nothing sent: the venue's fills had {state} the position already"
+    if sent is not None:
+        cid = sent.client_id
+        if sent.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+            return False, f"the venue refused the exit {cid} (see the log); still {state}"
+        if pos.is_terminal:
+            return True, f"reduce-only market exit {cid} filled; the position is {state}"
+        return True, f"reduce-only market exit {cid} sent ({sent.status.value}); not filled yet"
+    if in_flight is not None and not pos.is_terminal:
+        return True, f"an exit is already in flight ({in_flight}); nothing more was sent"
+    if pos.is_terminal:
+        return True, f"the working entry was cancelled; nothing was held; the position is {state}"
+    if pos.remaining <= 0:
+        entry = core.store.order_status(pos.entry_client_id)
+        if entry is OrderStatus.CANCELLED:
+            return True, "the working entry was cancelled; its last fills are being applied"
+        return False, f"nothing held yet, and the working entry could not be cancelled ({entry})"
+    return False, f"the position refused the exit ({state}); see the log"
 
 
 def _stops(core: ExecutionCore) -> list[dict[str, str]]:

@@ -16,8 +16,8 @@ overlap window and applied idempotently by fill id, the cursor persisted; reacti
 change (announce it, protect, place take-profits; on a terminal state cancel the leftover stop
 and take-profits); closing (ordinary closes back off and are quarantined after
 ``max_exit_attempts`` refusals; the ladder paces its forced flattens itself); the kill switch;
-the timer. What the core knows of a live position beside its state machine is one
-:class:`PositionTrack`, dropped when the position ends.
+paused symbols (no new entries, persisted); the timer. What the core knows of a live position
+beside its state machine is one :class:`PositionTrack`, dropped when the position ends.
 
 The core is synchronous; :class:`actors.runtime` runs it in a pykka actor, a backtest calls it
 directly.
@@ -33,11 +33,12 @@ from decimal import Decimal
 
 import structlog
 
-from actors.core import ALLOCATOR, PROTECTION, RISK, Outbox
+from actors.core import ALLOCATOR, HISTORY, PROTECTION, RISK, Outbox
 from actors.execution_orders import OrderDesk
 from actors.execution_stops import StopKeeper
 from actors.messages import (
     AccountEquity,
+    Audit,
     CloseRequested,
     EnsureStop,
     Flatten,
@@ -59,6 +60,7 @@ from domain.models import Fill, Instrument, OrderIntent, OrderRole, OrderStatus
 from domain.ports import ExchangePort
 from domain.position import Change, Position, parse_client_order_id
 from domain.position_table import State
+from persistence.history.models import EventKind
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
@@ -67,6 +69,7 @@ FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
 EQUITY_EVERY_MS = 30_000
 KILL_SWEEP_S = 5.0  # while the kill switch is latched, working entries are swept this often
+PAUSED = "paused_symbols"  # store kv: the sorted list of symbols that take no new entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ class ExecutionCore:
         self.registry: dict[str, Position] = {p.symbol: p for p in store.load_active()}
         latch = store.get_value("kill_switch")  # the persisted latch wins over the default
         self.kill_latched = bool(latch["latched"]) if latch else self.params.latched_on_start
+        self._paused: frozenset[str] = frozenset(store.get_value(PAUSED, []))
         self._tracks: dict[str, PositionTrack] = {}  # by position id
         self.accepting = True  # False once shutdown began: no new entries
         self._monotonic = monotonic
@@ -173,6 +177,30 @@ class ExecutionCore:
     def views(self) -> list[PositionView]:
         return [self._view(p) for p in self.registry.values()]
 
+    @property
+    def paused(self) -> frozenset[str]:
+        """Symbols that take no new entries (their positions stay managed and protected)."""
+        return self._paused
+
+    def set_paused(self, symbol: str, paused: bool, *, by: str, now: int) -> bool:
+        """Pause or unpause entries on ``symbol``, persisted at once; returns whether it was
+        paused before. Idempotent."""
+        was = symbol in self._paused
+        if was != paused:
+            self._paused = self._paused | {symbol} if paused else self._paused - {symbol}
+            self.store.set_value(PAUSED, sorted(self._paused), at=now)
+        event = "symbol_paused" if paused else "symbol_unpaused"
+        log.warning(event, symbol=symbol, by=by, was_paused=was, paused=sorted(self._paused))
+        return was
+
+    def operator_close(self, symbol: str, reason: str, now: int) -> None:
+        """An operator's close: the ``CloseRequested`` path, once, now. A person deciding to
+        try again clears the back-off (and attempt count) earlier refused closes left."""
+        pos = self.registry.get(symbol)
+        if pos is not None and (track := self._tracks.get(pos.id)) is not None:
+            track.exit_failures, track.exit_next_at = 0, 0
+        self._close(symbol, reason, now)
+
     # ------------------------------------------------------------------ for collaborators
 
     @contextmanager
@@ -211,6 +239,16 @@ class ExecutionCore:
             return
         if self.kill_latched:
             log.warning("entry_refused", symbol=intent.symbol, reason="kill_switch")
+            return
+        if intent.symbol in self._paused:
+            log.warning("entry_refused", symbol=intent.symbol, reason="symbol_paused")
+            payload = {"strategy": intent.strategy, "side": intent.side.value}
+            self.emit(
+                Audit(
+                    EventKind.RISK_DECISION, "symbol_paused", now, intent.symbol, payload=payload
+                ),
+                HISTORY,
+            )
             return
         if not self.ready and not self.reconciler.scheduled_pass(now):
             log.warning("entry_refused", symbol=intent.symbol, reason="reconciling")
