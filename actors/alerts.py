@@ -14,7 +14,7 @@ from collections import deque
 
 import structlog
 
-from actors.core import Outbox
+from actors.core import TELEGRAM, Outbox
 from actors.messages import Alert, Severity
 
 log = structlog.get_logger(__name__)
@@ -37,8 +37,8 @@ class AlertsCore:
         self._last: dict[tuple[str, Severity, str | None, str], int] = {}
 
     def handle(self, message: object, now: int) -> Outbox:
-        if isinstance(message, Alert):
-            self.raise_alert(message)
+        if isinstance(message, Alert) and self.raise_alert(message):
+            return [(TELEGRAM, message)]  # relayed to the operators' chats, if configured
         return []
 
     def raise_alert(self, alert: Alert) -> bool:

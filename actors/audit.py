@@ -61,13 +61,18 @@ class Observed:
     message: object
 
 
-def observed(source: str, now: int, outbox: list[tuple[str, object]]) -> list[Observed]:
-    """The messages of ``outbox`` the audit trail records, each once (a message told to two
-    actors is one decision)."""
+def observed(
+    source: str,
+    now: int,
+    outbox: list[tuple[str, object]],
+    types: tuple[type, ...] = RECORDED,
+) -> list[Observed]:
+    """The messages of ``outbox`` of ``types`` (default: what the audit trail records), each
+    once (a message told to two actors is one decision)."""
     seen: set[int] = set()
     found = []
     for _destination, message in outbox:
-        if isinstance(message, RECORDED) and id(message) not in seen:
+        if isinstance(message, types) and id(message) not in seen:
             seen.add(id(message))
             found.append(Observed(source, now, message))
     return found

@@ -22,6 +22,7 @@ PROTECTION = "protection"
 ALERTS = "alerts"
 CONTROL = "control"
 HISTORY = "history"  # the history writer: audit events, candles, account snapshots
+TELEGRAM = "telegram"  # the operators' chats (alerts), when Telegram is configured
 
 
 def analyzer(symbol: str) -> str:

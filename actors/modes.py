@@ -23,6 +23,7 @@ import structlog
 from actors.control import until_ready
 from actors.core import EXECUTION
 from actors.history import open_history
+from actors.operations import Operations
 from actors.runtime import Run, System, build_system
 from actors.supervision_directory import ChildDown
 from adapters import systemd
@@ -32,6 +33,8 @@ from adapters.metrics import BastionMetrics
 from adapters.settings import Settings
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
+from adapters.telegram.alerts import AlertRelay
+from adapters.telegram.bot import TelegramControl
 from domain.errors import StoreLocked
 from persistence.store import PositionStore
 
@@ -149,6 +152,7 @@ def serve(
     duration_s: float | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[System], None] | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """Run until a signal, ``stop`` or ``duration_s``; returns the exit code."""
     stop = stop or threading.Event()
@@ -156,13 +160,24 @@ def serve(
     systemd.status(f"starting {mode}")
     venue_ids = port.venue_ids()
     history = open_history(settings, mode, store.path)
+    relay = AlertRelay() if settings.telegram.token is not None else None
     system = build_system(
-        settings, port, store, ws_url=ws_url, venue_ids=venue_ids, speed=speed, history=history
+        settings,
+        port,
+        store,
+        ws_url=ws_url,
+        venue_ids=venue_ids,
+        speed=speed,
+        history=history,
+        relay=relay,
     )
+    if relay is not None:
+        relay.tell(f"Bastion {mode} starting: reconciling with the venue")
     live = _wait_until_reconciled(system, stop)
     if live is None:  # stopped before the venue could be reconciled
         system.stop()
         return 0
+    telegram = _start_telegram(settings, system, mode, relay, config_path)
     view = MetricsView(system)
     beats = Heartbeats(system)
     beats.start()
@@ -180,6 +195,8 @@ def serve(
     view.metrics.ready.set(1)
     systemd.ready(f"{mode}: {live} managed positions, trading")
     log.info("system_ready", mode=mode, managed_positions=live, health_port=bound)
+    if relay is not None:
+        relay.tell(f"Bastion {mode} READY: {live} managed position(s), trading")
     if on_ready is not None:
         on_ready(system)
     started = time.monotonic()
@@ -188,13 +205,46 @@ def serve(
             break
     systemd.stopping()
     log.info("system_stopping", mode=mode)
+    if relay is not None:
+        relay.tell(f"Bastion {mode} shutting down; stops stay at the venue")
     watchdog.stop()
     beats.stop()
     health.stop()
     system.stop()
+    if telegram is not None:
+        telegram.stop()  # after the actors: their last alerts go out
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     log.info("system_exited", mode=mode, peak_rss_mb=round(peak_mb, 1))
     return 0
+
+
+def _start_telegram(
+    settings: Settings,
+    system: System,
+    mode: str,
+    relay: AlertRelay | None,
+    config_path: Path | None,
+) -> TelegramControl | None:
+    """The Telegram transport, when a token is configured (commands and alerts)."""
+    if relay is None:
+        return None
+    ops = Operations(system, settings, mode, config_path=config_path_for(config_path, mode))
+    history = system.history
+    bot = TelegramControl(
+        settings.telegram,
+        ops,
+        relay,
+        audit=history.tell if history is not None else lambda _a: None,
+    )
+    ops.on_reload = lambda fresh: bot.apply(fresh.telegram)
+    system.telegram = bot
+    bot.start()
+    return bot
+
+
+def config_path_for(config: Path | None, mode: str) -> Path | None:
+    """The configuration a reload reads: the one the service started with."""
+    return config_path(config, paper=mode == "paper")
 
 
 def _wait_until_reconciled(system: System, stop: threading.Event) -> int | None:
@@ -234,6 +284,7 @@ def run_paper(
     duration_s: float | None,
     stop: threading.Event | None = None,
     on_ready: Callable[[System], None] | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """Start the emulator (state under ``<data_dir>/paper/exchange``) and trade against it."""
     store = open_store(settings, "paper")
@@ -266,6 +317,7 @@ def run_paper(
             duration_s=duration_s,
             stop=stop,
             on_ready=ready,
+            config_path=config_path,
         )
     finally:
         emulator.stop()

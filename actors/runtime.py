@@ -34,6 +34,7 @@ from actors.core import (
     HISTORY,
     PROTECTION,
     RISK,
+    TELEGRAM,
     Core,
     Outbox,
     analyzer,
@@ -55,6 +56,7 @@ from actors.risk import RiskCore
 from actors.supervisor import ChildSpec, Directory, Escalated, SupervisedActor, Supervisor
 from adapters.marketdata import MarketDataFeed
 from adapters.settings import Settings
+from adapters.telegram.alerts import RELAYED, AlertRelay
 from domain.allocation import AllocatorParams
 from domain.models import Candle, Instrument
 from domain.ports import ExchangePort
@@ -134,12 +136,14 @@ class CoreActor(SupervisedActor):
         directory: Directory,
         clock: VenueClock,
         history: HistoryWriter | None = None,
+        relay: AlertRelay | None = None,
     ) -> None:
         super().__init__()
         self._build = build
         self._directory = directory
         self._clock = clock
         self._history = history
+        self._relay = relay
         self.core: Core | None = None
 
     def on_start_guarded(self) -> None:
@@ -161,14 +165,21 @@ class CoreActor(SupervisedActor):
         return None
 
     def _send(self, outbox: Outbox, now: int) -> None:
-        history = self._history
-        if history is not None and self.core is not None:
-            for item in observed(self.core.name, now, outbox):
+        history, relay = self._history, self._relay
+        name = self.core.name if self.core is not None else "?"
+        if history is not None:
+            for item in observed(name, now, outbox):
                 history.tell(item)
+        if relay is not None:
+            for item in observed(name, now, outbox, RELAYED):
+                relay.tell(item.message)
         for destination, outgoing in outbox:
             if destination == HISTORY:
                 if history is not None:
                     history.tell(outgoing)
+            elif destination == TELEGRAM:
+                if relay is not None:
+                    relay.tell(outgoing)
             else:
                 self._directory.tell(destination, outgoing)
 
@@ -210,6 +221,7 @@ class System:
     venue_url: str = ""  # the emulator's URL in paper mode
     health_url: str = ""  # /healthz and /metrics, once serving
     history: HistoryWriter | None = None
+    telegram: Any = None  # the Telegram transport, once started (adapters.telegram.bot)
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
@@ -246,6 +258,7 @@ def build_system(
     tick_interval_s: float = 0.25,
     on_escalate: Callable[[Escalated], None] | None = None,
     history: HistoryWriter | None = None,
+    relay: AlertRelay | None = None,
 ) -> System:
     """Build and start the actors (the store is already open and the port reachable)."""
     universe = list(settings.universe.symbols)
@@ -295,13 +308,17 @@ def build_system(
         directory.tell(RISK, latch)
         if history is not None:
             history.tell(Observed("supervisor", latch.at, latch))
+        if relay is not None:
+            relay.tell(
+                f"CRITICAL: actor {event.child} keeps failing ({event.reason}); kill switch on"
+            )
         if on_escalate is not None:
             on_escalate(event)
 
     specs = [
         ChildSpec(
             name,
-            lambda b=build: CoreActor.start(b, directory, clock, history),
+            lambda b=build: CoreActor.start(b, directory, clock, history, relay),
             protected=name in (EXECUTION, PROTECTION),
         )
         for name, build in builders.items()
@@ -312,7 +329,7 @@ def build_system(
     feed = None
     if ws_url is not None:
         feed = _start_feed(
-            ws_url, universe, venue_ids, bias + entry, port, directory, clock, history
+            ws_url, universe, venue_ids, bias + entry, port, directory, clock, (history, relay)
         )
     ticker = Ticker(directory, clock, tick_interval_s)
     ticker.start()
@@ -327,8 +344,10 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
     port: ExchangePort,
     directory: Directory,
     clock: VenueClock,
-    history: HistoryWriter | None,
+    sinks: tuple[HistoryWriter | None, AlertRelay | None],
 ) -> MarketDataFeed:
+    history, relay = sinks
+
     def warmup(symbol: str, timeframe: str, since: int) -> list[Candle]:
         return port.ohlcv(symbol, timeframe, since)
 
@@ -345,6 +364,8 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
             case FeedStale(symbol=symbol) | FeedFresh(symbol=symbol):
                 directory.tell(analyzer(symbol), event)
                 directory.tell(RISK, event)
+                if relay is not None and isinstance(event, FeedStale):
+                    relay.tell(event)
 
     feed = MarketDataFeed(
         ws_url,

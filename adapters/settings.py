@@ -299,6 +299,10 @@ class TelegramSettings(_Section):
     allowed_chat_ids: list[int] = Field(default_factory=list)
     allowed_user_ids: list[int] = Field(default_factory=list)
     api_base_url: _HttpUrl = "https://api.telegram.org/bot"
+    confirm_timeout_s: float = Field(default=60.0, ge=1, le=600)
+    alert_dedup_window_s: float = Field(default=300.0, ge=0)
+    alert_min_interval_s: float = Field(default=1.0, ge=0, le=60)
+    alert_give_up_s: float = Field(default=900.0, gt=0)
 
     @model_validator(mode="after")
     def _check_allowlist(self) -> TelegramSettings:

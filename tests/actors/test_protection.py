@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors.alerts import AlertsCore
-from actors.core import ALERTS, EXECUTION, RISK, Outbox
+from actors.core import ALERTS, EXECUTION, RISK, TELEGRAM, Outbox
 from actors.execution import ExecutionCore
 from actors.ladder import Ladder, LadderParams, triggers_immediately
 from actors.messages import (
@@ -424,11 +424,13 @@ def test_identical_alerts_are_collapsed_within_the_window() -> None:
         assert not alerts.raise_alert(Alert(first.kind, first.severity, None, first.text, 5_000))
         assert alerts.raise_alert(Alert(first.kind, first.severity, None, "other text", 5_000))
         assert alerts.raise_alert(Alert(first.kind, first.severity, None, first.text, 60_000))
-        assert alerts.handle(Alert("x", Severity.CRITICAL, BTC, "y", 60_000), 60_000) == []
+        critical = Alert("x", Severity.CRITICAL, BTC, "y", 60_000)
+        assert alerts.handle(critical, 60_000) == [(TELEGRAM, critical)]  # to the operators
+        assert alerts.handle(critical, 60_001) == []  # collapsed: not relayed again
     raised = [e for e in logs if e["event"] == "alert_raised"]
     assert len(raised) == 4
     assert raised[-1]["log_level"] == "critical"
-    assert alerts.suppressed == 1
+    assert alerts.suppressed == 2
     assert [a.text for a in alerts.views()][-1] == "y"
 
 

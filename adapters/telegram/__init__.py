@@ -1,0 +1,1 @@
+"""Telegram: the operators' commands and alerts (see :mod:`adapters.telegram.bot`)."""

@@ -1,0 +1,560 @@
+"""The Telegram transport: operator commands in, alerts out (python-telegram-bot 22).
+
+It runs in a thread of its own with its own event loop, so nothing it waits for (Telegram, a
+slow command) touches the actors' threads; the trading side only ever puts alerts into an
+:class:`~adapters.telegram.alerts.AlertRelay`, which never blocks.
+
+Commands (every one is audited with the sender's ids):
+
+- reads: ``/status /positions /balance /pnl [days] /daily /stops /orders /health /logs [n]``;
+- actions: ``/resume /pause <sym> /unpause <sym> /reload``;
+- destructive, confirmed with an inline keyboard that expires after ``confirm_timeout_s``:
+  ``/kill`` (latch, stops kept), ``/flatten`` (kill and close everything), ``/close <sym>``.
+  Only the operator who asked can confirm.
+
+Authorization: an update is served only if its chat is in ``allowed_chat_ids`` (when that list
+is set) and its sender in ``allowed_user_ids`` (when that list is set). Anything else gets no
+answer at all and is audited (``unauthorized``) with the chat and user ids.
+
+Resilience: Telegram unreachable at start is retried with back-off; errors while polling
+(network, 5xx, 429, "Conflict: terminated by other getUpdates request" when a second process
+polls the same token) are logged and polling goes on. A rejected token stops the transport with
+an error log; Bastion keeps trading. Alerts are paced per chat (``alert_min_interval_s``),
+de-duplicated by kind and symbol within ``alert_dedup_window_s`` (repeats are counted into the
+next message), retried on failure (``RetryAfter`` honoured) and dropped only after
+``alert_give_up_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    TypeHandler,
+)
+
+from actors.messages import Audit
+from actors.operations import Operations, render
+from adapters.settings import TelegramSettings
+from adapters.telegram.alerts import AlertRelay, AlertText, AlertTexts
+from persistence.history.models import EventKind
+
+log = structlog.get_logger(__name__)
+POLL_TIMEOUT_S = 10
+ALERT_TICK_S = 0.2
+FIRST_RETRY_S = 1.0
+MAX_RETRY_S = 60.0
+MAX_TEXT = 4000  # Telegram's limit is 4096 characters
+READS = ("status", "positions", "balance", "pnl", "daily", "stops", "orders", "health", "logs")
+ACTIONS = ("resume", "pause", "unpause", "reload")
+DESTRUCTIVE = ("kill", "flatten", "close")
+NEEDS_SYMBOL = ("pause", "unpause", "close")
+HELP = """Bastion commands
+/status /positions /balance /health
+/pnl [days]  /daily  /stops  /orders  /logs [n]
+/pause <sym>  /unpause <sym>  /resume  /reload
+/kill  (entries cancelled, stops kept; asks to confirm)
+/flatten  (kill and close every position; asks to confirm)
+/close <sym>  (close one position; asks to confirm)"""
+
+
+@dataclass
+class _Pending:
+    """A destructive command waiting for its confirmation."""
+
+    command: str
+    args: list[str]
+    user_id: int
+    chat_id: int
+    expires_at: float
+    message_id: int | None = None
+
+
+@dataclass
+class _Outgoing:
+    chat_id: int
+    text: str
+    first_at: float
+    attempts: int = 0
+
+
+@dataclass
+class TransportStats:
+    """Counters for tests and status."""
+
+    commands: int = 0
+    unauthorized: int = 0
+    alerts_sent: int = 0
+    alerts_collapsed: int = 0
+    alerts_dropped: int = 0
+    send_failures: int = 0
+    polling_errors: list[str] = field(default_factory=list)
+
+
+class TelegramControl(threading.Thread):
+    """Polls the Bot API for commands and sends alerts, on its own thread and event loop."""
+
+    def __init__(
+        self,
+        settings: TelegramSettings,
+        ops: Operations,
+        relay: AlertRelay,
+        *,
+        audit: Callable[[Audit], None] = lambda _a: None,
+        symbols: list[str] | None = None,
+    ) -> None:
+        super().__init__(name="bastion-telegram", daemon=True)
+        if settings.token is None:
+            raise ValueError("Telegram needs telegram.token")
+        self.settings = settings
+        self.ops = ops
+        self.relay = relay
+        self.stats = TransportStats()
+        self._audit = audit
+        self._symbols = list(symbols or ops.settings.universe.symbols)
+        self._texts = AlertTexts()
+        self._pending: dict[str, _Pending] = {}
+        self._outbox: deque[_Outgoing] = deque()
+        self._next_send: dict[int, float] = {}
+        self._last_sent: dict[tuple[int, str], float] = {}
+        self._collapsed: dict[tuple[int, str], int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.ready = threading.Event()  # polling has started
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as err:  # never take Bastion down
+            log.exception("telegram_failed", error=str(err))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stopping.set)
+        self.join(timeout_s)
+
+    def apply(self, settings: TelegramSettings) -> None:
+        """New allow-lists and alert pacing from a reloaded configuration (the token stays)."""
+        self.settings = self.settings.model_copy(
+            update={
+                k: getattr(settings, k)
+                for k in (
+                    "allowed_chat_ids",
+                    "allowed_user_ids",
+                    "confirm_timeout_s",
+                    "alert_dedup_window_s",
+                    "alert_min_interval_s",
+                    "alert_give_up_s",
+                )
+            }
+        )
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        alerts = asyncio.create_task(self._alerts_loop())
+        try:
+            app = await self._connect()
+            if app is None:
+                return
+            self._app = app
+            await app.start()
+            assert app.updater is not None
+            await app.updater.start_polling(
+                poll_interval=0.0,
+                timeout=POLL_TIMEOUT_S,
+                error_callback=self._polling_error,
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            )
+            self.ready.set()
+            log.info("telegram_started", chats=self._alert_chats())
+            await self._stopping.wait()
+            await app.updater.stop()
+            await app.stop()
+            await self._flush_alerts(deadline_s=3.0)
+            await app.shutdown()
+        finally:
+            alerts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await alerts
+            log.info("telegram_stopped", **self._stats_fields())
+
+    async def _connect(self) -> Application[Any, Any, Any, Any, Any, Any] | None:
+        """Build and initialize the application, retrying while Telegram cannot be reached."""
+        assert self._stopping is not None
+        delay = FIRST_RETRY_S
+        while not self._stopping.is_set():
+            app = self._build()
+            try:
+                await app.initialize()
+            except InvalidToken:
+                log.error("telegram_token_rejected")  # never the token itself
+                return None
+            except TelegramError as err:
+                log.warning("telegram_unreachable", error=str(err), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                continue
+            return app
+        return None
+
+    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        assert self.settings.token is not None
+        app = (
+            ApplicationBuilder()
+            .token(self.settings.token.get_secret_value())
+            .base_url(self.settings.api_base_url)
+            .build()
+        )
+        app.add_handler(TypeHandler(Update, self._gate), group=-1)
+        for name in (*READS, *ACTIONS, *DESTRUCTIVE, "help", "start"):
+            app.add_handler(CommandHandler(name, self._command))
+        app.add_handler(CallbackQueryHandler(self._button))
+        app.add_error_handler(self._handler_error)
+        return app
+
+    def _polling_error(self, error: TelegramError) -> None:
+        """Errors while fetching updates: logged, polling goes on (the library backs off)."""
+        self.stats.polling_errors.append(type(error).__name__)
+        del self.stats.polling_errors[:-50]
+        log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
+
+    async def _handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram_handler_error", error=str(context.error))
+
+    # ------------------------------------------------------------------ commands
+
+    def _allowed(self, chat_id: int | None, user_id: int | None) -> bool:
+        chats, users = self.settings.allowed_chat_ids, self.settings.allowed_user_ids
+        if chats and chat_id not in chats:
+            return False
+        return not (users and user_id not in users)
+
+    async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        user = update.effective_user
+        chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
+        if self._allowed(chat_id, user_id):
+            return
+        self.stats.unauthorized += 1
+        message = update.effective_message
+        text = (message.text or "") if message is not None else ""
+        if update.callback_query is not None:
+            text = f"button:{update.callback_query.data}"
+        log.warning("telegram_unauthorized", chat_id=chat_id, user_id=user_id)
+        self._audit(
+            Audit(
+                EventKind.OPERATOR_COMMAND,
+                "unauthorized",
+                _now_ms(),
+                who=f"telegram:{user_id}",
+                payload={"chat_id": chat_id, "user_id": user_id, "text": text[:200]},
+            )
+        )
+        raise ApplicationHandlerStop
+
+    async def _command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        user = update.effective_user
+        chat = update.effective_chat
+        if message is None or user is None or chat is None or not message.text:
+            return
+        name = message.text.split()[0].lstrip("/").split("@")[0].lower()
+        args = list(context.args or [])
+        who = f"telegram:{user.id}"
+        self.stats.commands += 1
+        self._audit(
+            Audit(
+                EventKind.OPERATOR_COMMAND,
+                name,
+                _now_ms(),
+                who=who,
+                payload={"chat_id": chat.id, "user_id": user.id, "args": args},
+            )
+        )
+        if name in ("help", "start"):
+            await message.reply_text(HELP, do_quote=True)
+            return
+        if name in NEEDS_SYMBOL:
+            symbol = self._symbol(args)
+            if symbol is None:
+                await message.reply_text(
+                    f"usage: /{name} <symbol>; one of {self._symbols}", do_quote=True
+                )
+                return
+            args = [symbol]
+        if name in DESTRUCTIVE:
+            await self._ask_confirmation(message, name, args, user.id, chat.id)
+            return
+        text = await asyncio.to_thread(self._execute, name, args, who)
+        await message.reply_text(text[:MAX_TEXT], do_quote=True)
+
+    def _symbol(self, args: list[str]) -> str | None:
+        """The universe symbol ``args[0]`` names: exact, or by its base currency (``btc``)."""
+        if not args:
+            return None
+        wanted = args[0].upper()
+        exact = [s for s in self._symbols if s.upper() == wanted]
+        by_base = [s for s in self._symbols if s.split("/")[0].upper() == wanted]
+        found = exact or by_base
+        return found[0] if len(found) == 1 else None
+
+    def _execute(self, name: str, args: list[str], who: str) -> str:
+        """Run one command through the control layer (blocking: called off the event loop)."""
+        ops = self.ops
+        try:
+            match name:
+                case "pnl":
+                    result, kind = ops.pnl(_int(args, 1)), "pnl"
+                case "logs":
+                    result, kind = ops.logs(_int(args, 20)), "logs"
+                case "kill":
+                    result, kind = ops.kill(flatten=False, by=who, reason=f"telegram {who}"), "kill"
+                case "flatten":
+                    reason = f"telegram {who}"
+                    result, kind = ops.kill(flatten=True, by=who, reason=reason), "kill"
+                case "resume":
+                    result, kind = ops.resume(by=who), "resume"
+                case "pause" | "unpause" | "close":
+                    result, kind = getattr(ops, name)(args[0], by=who), name
+                case "reload":
+                    result, kind = ops.reload(by=who), "reload"
+                case _:
+                    result, kind = getattr(ops, name)(), name
+        except Exception as err:  # the operator gets one line; the log has the rest
+            log.exception("telegram_command_failed", command=name)
+            return f"{name} failed: {type(err).__name__}: {err}"
+        return render(kind, result)
+
+    async def _ask_confirmation(
+        self, message: Any, name: str, args: list[str], user_id: int, chat_id: int
+    ) -> None:
+        token = secrets.token_hex(6)
+        ttl = self.settings.confirm_timeout_s
+        pending = _Pending(name, args, user_id, chat_id, time.monotonic() + ttl)
+        self._pending[token] = pending
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Confirm", callback_data=f"ok:{token}"),
+                    InlineKeyboardButton("Cancel", callback_data=f"no:{token}"),
+                ]
+            ]
+        )
+        what = _describe(name, args)
+        sent = await message.reply_text(
+            f"{what}?\nConfirm within {ttl:g} s.", reply_markup=keyboard, do_quote=True
+        )
+        pending.message_id = sent.message_id
+        asyncio.get_running_loop().create_task(self._expire(token, ttl, sent))
+
+    async def _expire(self, token: str, ttl: float, sent: Any) -> None:
+        await asyncio.sleep(ttl)
+        pending = self._pending.pop(token, None)
+        if pending is None:
+            return
+        with contextlib.suppress(TelegramError):
+            await sent.edit_text(
+                f"{_describe(pending.command, pending.args)}: expired, nothing done"
+            )
+
+    async def _button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or not query.data or ":" not in query.data:
+            return
+        choice, token = query.data.split(":", 1)
+        pending = self._pending.get(token)
+        if pending is None or time.monotonic() > pending.expires_at:
+            self._pending.pop(token, None)
+            await query.answer("expired")
+            with contextlib.suppress(TelegramError):
+                await query.edit_message_text("expired, nothing done")
+            return
+        if query.from_user.id != pending.user_id:
+            await query.answer("only the operator who asked can confirm")
+            return
+        del self._pending[token]
+        who = f"telegram:{query.from_user.id}"
+        what = _describe(pending.command, pending.args)
+        self._audit(
+            Audit(
+                EventKind.OPERATOR_COMMAND,
+                f"{pending.command}:{'confirmed' if choice == 'ok' else 'cancelled'}",
+                _now_ms(),
+                who=who,
+                payload={"chat_id": pending.chat_id, "args": pending.args},
+            )
+        )
+        if choice != "ok":
+            await query.answer("cancelled")
+            await query.edit_message_text(f"{what}: cancelled, nothing done")
+            return
+        await query.answer("running")
+        await query.edit_message_text(f"{what}: running...")
+        text = await asyncio.to_thread(self._execute, pending.command, pending.args, who)
+        await query.edit_message_text(f"{what}:\n{text}"[:MAX_TEXT])
+
+    # ------------------------------------------------------------------ alerts
+
+    def _alert_chats(self) -> list[int]:
+        return list(self.settings.allowed_chat_ids or self.settings.allowed_user_ids)
+
+    async def _alerts_loop(self) -> None:
+        while True:
+            self._take_alerts()
+            if self._app is not None and self.ready.is_set():
+                await self._send_due()
+            await asyncio.sleep(ALERT_TICK_S)
+
+    def _take_alerts(self) -> None:
+        now = time.monotonic()
+        for item in self.relay.drain():
+            alert = self._texts.text_of(item)
+            if alert is not None:
+                self._enqueue(alert, now)
+        dropped, self.relay.dropped = self.relay.dropped, 0
+        if dropped:
+            self.stats.alerts_dropped += dropped
+            log.warning("telegram_alerts_dropped", count=dropped, reason="relay full")
+
+    def _enqueue(self, alert: AlertText, now: float) -> None:
+        window = self.settings.alert_dedup_window_s
+        for chat_id in self._alert_chats():
+            if alert.key is not None:
+                key = (chat_id, alert.key)
+                last = self._last_sent.get(key)
+                if last is not None and now - last < window:
+                    self._collapsed[key] = self._collapsed.get(key, 0) + 1
+                    self.stats.alerts_collapsed += 1
+                    continue
+                self._last_sent[key] = now
+                repeats = self._collapsed.pop(key, 0)
+                text = alert.text + (f" (and {repeats} similar before)" if repeats else "")
+            else:
+                text = alert.text
+            self._outbox.append(_Outgoing(chat_id, text[:MAX_TEXT], now))
+
+    async def _send_due(self) -> None:
+        """Send what each chat's pacing allows now; failures stay queued for a retry."""
+        assert self._app is not None
+        now = time.monotonic()
+        kept: deque[_Outgoing] = deque()
+        busy: set[int] = set()
+        while self._outbox:
+            item = self._outbox.popleft()
+            if now - item.first_at > self.settings.alert_give_up_s:
+                self.stats.alerts_dropped += 1
+                log.error("telegram_alert_dropped", chat_id=item.chat_id, reason="gave up")
+                continue
+            if item.chat_id in busy or now < self._next_send.get(item.chat_id, 0.0):
+                busy.add(item.chat_id)  # keep each chat's order
+                kept.append(item)
+                continue
+            busy.add(item.chat_id)
+            if not await self._send(item):
+                kept.append(item)
+        self._outbox = kept
+
+    async def _send(self, item: _Outgoing) -> bool:
+        assert self._app is not None
+        try:
+            await self._app.bot.send_message(item.chat_id, item.text)
+        except RetryAfter as err:
+            wait = _seconds(err.retry_after)
+            self._next_send[item.chat_id] = time.monotonic() + wait
+            self.stats.send_failures += 1
+            log.warning("telegram_rate_limited", chat_id=item.chat_id, retry_after_s=wait)
+            return False
+        except (Forbidden, BadRequest) as err:  # this chat will not take it: do not retry
+            self.stats.alerts_dropped += 1
+            log.error("telegram_alert_refused", chat_id=item.chat_id, error=str(err))
+            return True
+        except TelegramError as err:
+            item.attempts += 1
+            wait = min(FIRST_RETRY_S * 2**item.attempts, MAX_RETRY_S)
+            self._next_send[item.chat_id] = time.monotonic() + wait
+            self.stats.send_failures += 1
+            log.warning(
+                "telegram_send_failed", chat_id=item.chat_id, error=str(err), retry_in_s=wait
+            )
+            return False
+        self.stats.alerts_sent += 1
+        self._next_send[item.chat_id] = time.monotonic() + self.settings.alert_min_interval_s
+        return True
+
+    async def _flush_alerts(self, deadline_s: float) -> None:
+        """On shutdown: send what can still go within ``deadline_s``."""
+        end = time.monotonic() + deadline_s
+        self._take_alerts()
+        while self._outbox and time.monotonic() < end:
+            await self._send_due()
+            await asyncio.sleep(ALERT_TICK_S)
+
+    def _stats_fields(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "commands": s.commands,
+            "unauthorized": s.unauthorized,
+            "alerts_sent": s.alerts_sent,
+            "alerts_collapsed": s.alerts_collapsed,
+            "alerts_dropped": s.alerts_dropped,
+        }
+
+
+def _describe(name: str, args: list[str]) -> str:
+    match name:
+        case "kill":
+            return "Kill switch: cancel working entries, keep every stop"
+        case "flatten":
+            return "FLATTEN: kill switch and close every position at market"
+        case "close":
+            return f"Close the {args[0]} position at market"
+    return name
+
+
+def _int(args: list[str], default: int) -> int:
+    try:
+        return max(1, int(args[0])) if args else default
+    except ValueError:
+        return default
+
+
+def _seconds(value: Any) -> float:
+    seconds = getattr(value, "total_seconds", None)
+    return float(seconds() if callable(seconds) else value)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["HELP", "TelegramControl", "TransportStats"]
