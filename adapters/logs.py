@@ -206,6 +206,9 @@ def configure_logging(
     root = logging.getLogger()
     _previous_root_level = root.level
     root.setLevel(numeric_level)
+    # httpx logs every request at INFO (Telegram's long polling: one every few seconds, with
+    # the bot token in the URL); its warnings and errors still come through, redacted.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
     for handler in handlers:
         root.addHandler(handler)
         _installed_handlers.append(handler)

@@ -66,6 +66,18 @@ def test_level_filters_structlog_and_stdlib(tmp_path: Path) -> None:
     assert [line["event"] for line in _lines(tmp_path)] == ["kept"]
 
 
+def test_http_client_requests_stay_quiet_and_its_warnings_redacted(tmp_path: Path) -> None:
+    """httpx (python-telegram-bot's client) logs each request URL, bot token included."""
+    configure_logging(tmp_path, secrets=[SECRET], console=False)
+    httpx = logging.getLogger("httpx")
+    httpx.info('HTTP Request: POST https://api.telegram.org/bot%s/getUpdates "200 OK"', SECRET)
+    httpx.warning("retrying https://api.telegram.org/bot%s/sendMessage", SECRET)
+    _assert_redacted(tmp_path)
+    assert [line["event"] for line in _lines(tmp_path)] == [
+        "retrying https://api.telegram.org/bot***/sendMessage"
+    ]
+
+
 def test_secret_as_field_value_and_in_event(tmp_path: Path) -> None:
     configure_logging(tmp_path, secrets=[SECRET], console=False)
     log = structlog.get_logger()
