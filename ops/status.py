@@ -48,6 +48,7 @@ def collect(db: Path) -> dict[str, Any]:
             "store": str(db),
             "positions": positions,
             "kill_switch": kill,
+            "paused": list(store.get_value("paused_symbols") or []),
             "last_reconciliation": store.get_value("last_reconciliation"),
             "transitions": store.count("transitions"),
             "history": _history(db.with_name("history-spool.db")),
@@ -74,6 +75,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"store: {report['store']}",
         f"kill switch: {latch}",
+        f"paused symbols: {', '.join(report['paused']) or 'none'}",
         f"last reconciliation: {_reconciliation(report['last_reconciliation'])}",
         f"history: {_history_line(report['history'])}",
     ]

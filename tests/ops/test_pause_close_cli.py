@@ -19,6 +19,8 @@ def test_pause_unpause_close_output_and_exit_codes(tmp_path: Path) -> None:
     assert f"{BTC} paused: no new entries (via direct)" in paused.stdout
     with PositionStore.open(db) as store:
         assert store.get_value("paused_symbols") == [BTC]
+    status = run(tmp_path, "run.py", "status", "--paper")
+    assert f"paused symbols: {BTC}" in status.stdout, status.stdout
 
     unknown = run(tmp_path, "run.py", "pause", "BTC", "--paper")
     assert unknown.returncode == 2, unknown.stdout + unknown.stderr
