@@ -177,10 +177,10 @@ def serve(
     if live is None:  # stopped before the venue could be reconciled
         system.stop()
         return 0
-    telegram = _start_telegram(settings, system, mode, relay, config_path)
     view = MetricsView(system)
     beats = Heartbeats(system)
     beats.start()
+    telegram = _start_telegram(settings, mode, system, port, beats, relay, config_path)
     symbols = list(settings.universe.symbols)
     health = HealthServer(
         settings.health.host,
@@ -218,17 +218,26 @@ def serve(
     return 0
 
 
-def _start_telegram(
+def _start_telegram(  # noqa: PLR0917 - one call site
     settings: Settings,
-    system: System,
     mode: str,
+    system: System,
+    port: CcxtExchange,
+    beats: Heartbeats,
     relay: AlertRelay | None,
     config_path: Path | None,
 ) -> TelegramControl | None:
     """The Telegram transport, when a token is configured (commands and alerts)."""
     if relay is None:
         return None
-    ops = Operations(system, settings, mode, config_path=config_path_for(config_path, mode))
+    ops = Operations(
+        system,
+        settings,
+        mode,
+        port,
+        config_path=config_path_for(config_path, mode),
+        heartbeats=lambda: dict(beats.last),
+    )
     history = system.history
     bot = TelegramControl(
         settings.telegram,

@@ -1,8 +1,11 @@
 """What an operator can ask of the running service and tell it, transport-free (issue 9).
 
-:class:`Operations` wraps a running :class:`~actors.runtime.System`. Reads go to the actor that
-owns the answer (execution for positions, the account and open orders, the history database for
-PnL, the log file for recent lines); commands run the control functions of
+:class:`Operations` wraps a running :class:`~actors.runtime.System`. Reads never hold an actor
+up: the registry's views are asked of execution (in memory), the account, venue positions and
+open orders are read through the exchange port from the caller's thread (the port is
+thread-safe; a slow venue delays the answer, not a stop), PnL comes from the history database,
+recent lines from the log file, health from the last heartbeats. Commands run the control
+functions of
 :mod:`actors.control` on the execution actor, the same functions ``run.py kill`` and the ops
 tools run. Every method returns a JSON-ready dict; :func:`render` turns one into the short text a
 chat shows. Calls block (an actor's answer, a database query): a transport runs them off its
@@ -15,18 +18,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from actors import control
 from actors.core import ALLOCATOR, EXECUTION, RISK
 from actors.runtime import Run, System
 from adapters.settings import ConfigError, Settings, format_config_error, load_settings
 from domain.allocation import AllocatorParams
+from domain.ports import ExchangePort
 from domain.risk import RiskParams
 from ops.logs import log_files
 from ops.logs import render as render_log_line
 from persistence.history.report import build_report, money_text, stats_dict
+
+log = structlog.get_logger(__name__)
 
 ASK_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 150.0  # a flatten waits until the venue shows the account flat
@@ -42,7 +51,9 @@ class Operations:
     system: System
     settings: Settings
     mode: str
+    port: ExchangePort
     config_path: Path | None = None
+    heartbeats: Callable[[], dict[str, bool]] | None = None  # the service's last answers
     env: dict[str, str] | None = None  # for reload in tests; None: the process environment
     on_reload: Callable[[Settings], None] | None = None  # e.g. the Telegram allow-lists
 
@@ -70,7 +81,7 @@ class Operations:
         return {"positions": self._views()}
 
     def balance(self) -> dict[str, Any]:
-        account = self._ask(lambda c: c.port.account())
+        account = self.port.account()
         return {
             "currency": account.currency,
             "equity": str(account.equity),
@@ -110,12 +121,8 @@ class Operations:
 
     def stops(self) -> dict[str, Any]:
         """Each managed position's stop and its distance from the venue's mark price."""
-        views, marks = self._ask(
-            lambda c: (
-                c.views(),
-                {p.symbol: p.mark_price for p in c.port.positions() if p.mark_price is not None},
-            )
-        )
+        views = self._ask(lambda c: c.views())
+        marks = {p.symbol: p.mark_price for p in self.port.positions() if p.mark_price is not None}
         rows = []
         for view in views:
             mark = marks.get(view.symbol)
@@ -137,7 +144,7 @@ class Operations:
         return {"stops": rows}
 
     def orders(self) -> dict[str, Any]:
-        found = self._ask(lambda c: c.port.open_orders())
+        found = self.port.open_orders()
         return {
             "orders": [
                 {
@@ -173,7 +180,7 @@ class Operations:
         feed = self.system.feed
         symbols = list(self.settings.universe.symbols)
         stale = [s for s in symbols if feed is not None and feed.stale(s)]
-        beats = self.system.supervisor.heartbeat(2.0)
+        beats = self.heartbeats() if self.heartbeats is not None else {}
         return {
             "healthy": self.system.supervisor.healthy() and not stale and all(beats.values()),
             "actors": beats,
@@ -207,18 +214,24 @@ class Operations:
             return {"reloaded": False, "error": format_config_error(err), "by": by}
         old, new = self.settings.redacted_dump(), fresh.redacted_dump()
         changed = sorted(k for k in new if new[k] != old.get(k))
-        applied = [k for k in changed if k in HOT_SECTIONS or k == "telegram"]
-        risk = RiskParams.from_mapping(fresh.risk.model_dump())
-        allocator = AllocatorParams.from_mapping(fresh.allocator.model_dump())
-        if "risk" in changed:
-            self.system.ask(RISK, lambda c: setattr(c, "params", risk), timeout_s=ASK_TIMEOUT_S)
-        if "allocator" in changed:
-            self.system.ask(
-                ALLOCATOR, lambda c: setattr(c, "params", allocator), timeout_s=ASK_TIMEOUT_S
-            )
-        if self.on_reload is not None:
+        applied: list[str] = []
+        limits = self.system.limits
+        if limits is not None and ({"risk", "allocator"} & set(changed)):
+            risk = RiskParams.from_mapping(fresh.risk.model_dump())
+            allocator = AllocatorParams.from_mapping(fresh.allocator.model_dump())
+            # the holder first: an actor restarted from here on starts with the new limits
+            limits.risk, limits.allocator = risk, allocator
+            try:
+                self.system.ask(RISK, lambda c: setattr(c, "params", risk), ASK_TIMEOUT_S)
+                self.system.ask(ALLOCATOR, partial(_set_allocator, risk, allocator), ASK_TIMEOUT_S)
+            except Exception as err:  # an actor restarting picks the new limits up itself
+                log.warning("reload_partly_applied", error=str(err))
+            applied += [k for k in HOT_SECTIONS if k in changed]
+        if "telegram" in changed and self.on_reload is not None:
             self.on_reload(fresh)
-        self.settings = fresh
+            applied.append("telegram")
+        kept = {k: getattr(self.settings, k) for k in changed if k not in applied}
+        self.settings = fresh.model_copy(update=kept)  # what is in force, not what is on disk
         return {
             "reloaded": True,
             "changed": changed,
@@ -256,6 +269,11 @@ class Operations:
         if self.system.history is None:
             raise LookupError("the history database is not configured in this process")
         return self.system.history.url
+
+
+def _set_allocator(risk: RiskParams, allocator: AllocatorParams, core: Any) -> None:
+    core.params = allocator
+    core.risk_params = risk  # leverage, margin and fee estimates follow the risk limits
 
 
 def _iso_week(day: str) -> str:

@@ -168,7 +168,8 @@ class CoreActor(SupervisedActor):
         history, relay = self._history, self._relay
         name = self.core.name if self.core is not None else "?"
         if history is not None:
-            for item in observed(name, now, outbox):
+            # an alert relayed to Telegram is the same alert its raiser already sent
+            for item in observed(name, now, [o for o in outbox if o[0] != TELEGRAM]):
                 history.tell(item)
         if relay is not None:
             for item in observed(name, now, outbox, RELAYED):
@@ -208,6 +209,21 @@ class Ticker(threading.Thread):
 
 
 @dataclass
+class Limits:
+    """Risk and allocator parameters in force; a reload replaces them here and in the actors."""
+
+    risk: RiskParams
+    allocator: AllocatorParams
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            RiskParams.from_mapping(settings.risk.model_dump()),
+            AllocatorParams.from_mapping(settings.allocator.model_dump()),
+        )
+
+
+@dataclass
 class System:
     """Everything the runtime started, for health checks, status and shutdown."""
 
@@ -222,6 +238,7 @@ class System:
     health_url: str = ""  # /healthz and /metrics, once serving
     history: HistoryWriter | None = None
     telegram: Any = None  # the Telegram transport, once started (adapters.telegram.bot)
+    limits: Limits | None = None
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
@@ -266,8 +283,7 @@ def build_system(
     clock = VenueClock(speed)
     directory = Directory()
     latencies: list[float] = []
-    risk_params = RiskParams.from_mapping(settings.risk.model_dump())
-    alloc_params = AllocatorParams.from_mapping(settings.allocator.model_dump())
+    limits = Limits.of(settings)
     bias = tuple(settings.universe.bias_timeframes)
     entry = tuple(settings.universe.entry_timeframes)
 
@@ -283,8 +299,9 @@ def build_system(
         AlertsCore.name: lambda: AlertsCore(
             window_ms=int(settings.protection.quarantine_alert_interval_s * 1000 * speed)
         ),
-        RISK: lambda: RiskCore(risk_params, instruments),
-        ALLOCATOR: lambda: AllocatorCore(alloc_params, instruments, risk_params),
+        # read at each (re)start: a restarted actor keeps limits an operator reloaded
+        RISK: lambda: RiskCore(limits.risk, instruments),
+        ALLOCATOR: lambda: AllocatorCore(limits.allocator, instruments, limits.risk),
     }
     inbox = ControlInbox(store.path.with_name("control.db"))
     interrupted = inbox.interrupt_running()
@@ -333,7 +350,9 @@ def build_system(
         )
     ticker = Ticker(directory, clock, tick_interval_s)
     ticker.start()
-    return System(supervisor, directory, clock, ticker, feed, store, latencies, history=history)
+    return System(
+        supervisor, directory, clock, ticker, feed, store, latencies, history=history, limits=limits
+    )
 
 
 def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
@@ -378,4 +397,13 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
     return feed
 
 
-__all__ = ["Call", "CoreActor", "Run", "System", "VenueClock", "build_system", "execution_params"]
+__all__ = [
+    "Call",
+    "CoreActor",
+    "Limits",
+    "Run",
+    "System",
+    "VenueClock",
+    "build_system",
+    "execution_params",
+]

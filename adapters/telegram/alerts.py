@@ -32,10 +32,13 @@ _EXPOSED = frozenset({State.UNPROTECTED, State.PROTECTED, State.EXITING, State.Q
 
 @dataclass(frozen=True, slots=True)
 class AlertText:
-    """One message: ``key`` groups repeats for de-duplication (None: never collapsed)."""
+    """One message. ``key`` says which alert it is (None: never collapsed); ``subject`` what
+    it is about (a symbol, the kill switch): repeats of one key are collapsed only while no
+    other alert about the same subject came in between."""
 
     key: str | None
     text: str
+    subject: str = ""
 
 
 class AlertRelay:
@@ -73,18 +76,19 @@ class AlertTexts:
             case Alert(kind=kind, severity=severity, symbol=symbol, text=text):
                 # critical alerts (quarantine) repeat on purpose: never collapsed
                 key = None if severity is Severity.CRITICAL else f"alert:{kind}:{symbol}"
-                return AlertText(key, f"{severity.value.upper()}: {text}")
+                return AlertText(key, f"{severity.value.upper()}: {text}", symbol or kind)
             case FeedStale(symbol=symbol):
-                return AlertText(f"stale:{symbol}", f"WARNING: market data for {symbol} is stale")
+                text = f"WARNING: market data for {symbol} is stale"
+                return AlertText(f"stale:{symbol}", text, f"feed:{symbol}")
             case Observed(message=inner):
                 return self.text_of(inner)
             case KillSwitchChanged(latched=True, reason=reason):
-                return AlertText("kill:on", f"KILL SWITCH ON: {reason}")
+                return AlertText(None, f"KILL SWITCH ON: {reason}", "kill")  # every change
             case KillSwitchChanged(latched=False, reason=reason):
-                return AlertText("kill:off", f"kill switch off ({reason})")
+                return AlertText(None, f"kill switch off ({reason})", "kill")
             case TradeClosed(symbol=symbol, pnl=pnl, r_multiple=r):
                 r_text = f", {r:+.2f} R" if r is not None else ""
-                return AlertText(None, f"closed {symbol}: PnL {pnl:+.2f}{r_text}")
+                return AlertText(None, f"closed {symbol}: PnL {pnl:+.2f}{r_text}", symbol)
             case PositionChanged(view=view):
                 if view.state not in _EXPOSED or view.position_id in self._opened:
                     return None
@@ -96,6 +100,7 @@ class AlertTexts:
                     None,
                     f"opened {view.symbol} {view.side.value} {view.qty} @ {view.entry_price} "
                     f"({view.origin}), stop {stop}",
+                    view.symbol,
                 )
         return None
 

@@ -64,6 +64,9 @@ from persistence.history.models import EventKind
 
 log = structlog.get_logger(__name__)
 POLL_TIMEOUT_S = 10
+UNAUTHORIZED_AUDIT_EVERY_S = 60.0
+MAX_STRANGERS = 1000
+MAX_OUTBOX = 500
 ALERT_TICK_S = 0.2
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
@@ -137,9 +140,11 @@ class TelegramControl(threading.Thread):
         self._symbols = list(symbols or ops.settings.universe.symbols)
         self._texts = AlertTexts()
         self._pending: dict[str, _Pending] = {}
+        self._used: dict[str, None] = {}  # confirmation tokens already answered (double taps)
+        self._strangers: dict[tuple[int | None, int | None], float] = {}
         self._outbox: deque[_Outgoing] = deque()
         self._next_send: dict[int, float] = {}
-        self._last_sent: dict[tuple[int, str], float] = {}
+        self._last_key: dict[tuple[int, str], tuple[str, float]] = {}  # (chat, subject)
         self._collapsed: dict[tuple[int, str], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -181,45 +186,52 @@ class TelegramControl(threading.Thread):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         alerts = asyncio.create_task(self._alerts_loop())
+        app = None
         try:
             app = await self._connect()
             if app is None:
                 return
             self._app = app
-            await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(
-                poll_interval=0.0,
-                timeout=POLL_TIMEOUT_S,
-                error_callback=self._polling_error,
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            )
             self.ready.set()
             log.info("telegram_started", chats=self._alert_chats())
             await self._stopping.wait()
-            await app.updater.stop()
-            await app.stop()
-            await self._flush_alerts(deadline_s=3.0)
-            await app.shutdown()
         finally:
-            alerts.cancel()
+            alerts.cancel()  # one sender at a time: the final flush below
             with contextlib.suppress(asyncio.CancelledError):
                 await alerts
+            if app is not None:
+                await _quietly(app.updater.stop() if app.updater else None)
+                await _quietly(app.stop())
+                await self._flush_alerts(deadline_s=3.0)
+                await _quietly(app.shutdown())
             log.info("telegram_stopped", **self._stats_fields())
 
     async def _connect(self) -> Application[Any, Any, Any, Any, Any, Any] | None:
-        """Build and initialize the application, retrying while Telegram cannot be reached."""
+        """Build, initialize and start polling, retrying with back-off while Telegram cannot be
+        reached or answers with errors; None if the token is rejected or we are stopping."""
         assert self._stopping is not None
         delay = FIRST_RETRY_S
         while not self._stopping.is_set():
             app = self._build()
             try:
                 await app.initialize()
+                await app.start()
+                assert app.updater is not None
+                await app.updater.start_polling(
+                    poll_interval=0.0,
+                    timeout=POLL_TIMEOUT_S,
+                    error_callback=self._polling_error,
+                    allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+                )
             except InvalidToken:
                 log.error("telegram_token_rejected")  # never the token itself
+                await _quietly(app.shutdown())
                 return None
             except TelegramError as err:
                 log.warning("telegram_unreachable", error=str(err), retry_in_s=delay)
+                await _quietly(app.updater.stop() if app.updater and app.updater.running else None)
+                await _quietly(app.stop() if app.running else None)
+                await _quietly(app.shutdown())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, MAX_RETRY_S)
@@ -233,6 +245,7 @@ class TelegramControl(threading.Thread):
             ApplicationBuilder()
             .token(self.settings.token.get_secret_value())
             .base_url(self.settings.api_base_url)
+            .concurrent_updates(True)  # a slow read never delays a /kill confirmation
             .build()
         )
         app.add_handler(TypeHandler(Update, self._gate), group=-1)
@@ -246,6 +259,9 @@ class TelegramControl(threading.Thread):
         """Errors while fetching updates: logged, polling goes on (the library backs off)."""
         self.stats.polling_errors.append(type(error).__name__)
         del self.stats.polling_errors[:-50]
+        if isinstance(error, InvalidToken):  # revoked while running: polling ends here
+            log.error("telegram_token_rejected")
+            return
         log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
 
     async def _handler_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -266,6 +282,13 @@ class TelegramControl(threading.Thread):
         if self._allowed(chat_id, user_id):
             return
         self.stats.unauthorized += 1
+        now = time.monotonic()
+        key = (chat_id, user_id)
+        if now - self._strangers.get(key, -UNAUTHORIZED_AUDIT_EVERY_S) < UNAUTHORIZED_AUDIT_EVERY_S:
+            raise ApplicationHandlerStop  # counted; one audit a minute per sender is enough
+        self._strangers[key] = now
+        if len(self._strangers) > MAX_STRANGERS:
+            self._strangers.pop(next(iter(self._strangers)))
         message = update.effective_message
         text = (message.text or "") if message is not None else ""
         if update.callback_query is not None:
@@ -316,7 +339,7 @@ class TelegramControl(threading.Thread):
             await self._ask_confirmation(message, name, args, user.id, chat.id)
             return
         text = await asyncio.to_thread(self._execute, name, args, who)
-        await message.reply_text(text[:MAX_TEXT], do_quote=True)
+        await message.reply_text(_fit(text, newest=name == "logs"), do_quote=True)
 
     def _symbol(self, args: list[str]) -> str | None:
         """The universe symbol ``args[0]`` names: exact, or by its base currency (``btc``)."""
@@ -352,6 +375,8 @@ class TelegramControl(threading.Thread):
                     result, kind = getattr(ops, name)(), name
         except Exception as err:  # the operator gets one line; the log has the rest
             log.exception("telegram_command_failed", command=name)
+            if name in (*DESTRUCTIVE, "resume", "pause", "unpause"):
+                return f"{name}: no answer in time ({type(err).__name__}); check /status"
             return f"{name} failed: {type(err).__name__}: {err}"
         return render(kind, result)
 
@@ -379,9 +404,10 @@ class TelegramControl(threading.Thread):
 
     async def _expire(self, token: str, ttl: float, sent: Any) -> None:
         await asyncio.sleep(ttl)
-        pending = self._pending.pop(token, None)
+        pending = self._pending.get(token)
         if pending is None:
             return
+        self._forget(token)
         with contextlib.suppress(TelegramError):
             await sent.edit_text(
                 f"{_describe(pending.command, pending.args)}: expired, nothing done"
@@ -393,35 +419,48 @@ class TelegramControl(threading.Thread):
             return
         choice, token = query.data.split(":", 1)
         pending = self._pending.get(token)
-        if pending is None or time.monotonic() > pending.expires_at:
-            self._pending.pop(token, None)
-            await query.answer("expired")
-            with contextlib.suppress(TelegramError):
-                await query.edit_message_text("expired, nothing done")
+        if pending is None:  # answered already (a double tap) or unknown: the message stays
+            await _quietly(query.answer("already answered" if token in self._used else "expired"))
+            return
+        if time.monotonic() > pending.expires_at:
+            self._forget(token)
+            await _quietly(query.answer("expired"))
+            await _quietly(query.edit_message_text("expired, nothing done"))
             return
         if query.from_user.id != pending.user_id:
-            await query.answer("only the operator who asked can confirm")
+            await _quietly(query.answer("only the operator who asked can confirm"))
             return
-        del self._pending[token]
+        self._forget(token)
         who = f"telegram:{query.from_user.id}"
         what = _describe(pending.command, pending.args)
+        confirmed = choice == "ok"
         self._audit(
             Audit(
                 EventKind.OPERATOR_COMMAND,
-                f"{pending.command}:{'confirmed' if choice == 'ok' else 'cancelled'}",
+                f"{pending.command}:{'confirmed' if confirmed else 'cancelled'}",
                 _now_ms(),
                 who=who,
                 payload={"chat_id": pending.chat_id, "args": pending.args},
             )
         )
-        if choice != "ok":
-            await query.answer("cancelled")
-            await query.edit_message_text(f"{what}: cancelled, nothing done")
+        if not confirmed:
+            await _quietly(query.answer("cancelled"))
+            await _quietly(query.edit_message_text(f"{what}: cancelled, nothing done"))
             return
-        await query.answer("running")
-        await query.edit_message_text(f"{what}: running...")
-        text = await asyncio.to_thread(self._execute, pending.command, pending.args, who)
-        await query.edit_message_text(f"{what}:\n{text}"[:MAX_TEXT])
+        # the command runs whatever Telegram does with the acknowledgements around it
+        await _quietly(query.answer("running"))
+        running = asyncio.create_task(
+            asyncio.to_thread(self._execute, pending.command, pending.args, who)
+        )
+        await _quietly(query.edit_message_text(f"{what}: running..."))
+        text = await running
+        await _quietly(query.edit_message_text(_fit(f"{what}:\n{text}")))
+
+    def _forget(self, token: str) -> None:
+        self._pending.pop(token, None)
+        self._used[token] = None
+        while len(self._used) > MAX_STRANGERS:
+            self._used.pop(next(iter(self._used)))
 
     # ------------------------------------------------------------------ alerts
 
@@ -430,10 +469,28 @@ class TelegramControl(threading.Thread):
 
     async def _alerts_loop(self) -> None:
         while True:
-            self._take_alerts()
-            if self._app is not None and self.ready.is_set():
-                await self._send_due()
+            try:
+                self._take_alerts()
+                if self._app is not None and self.ready.is_set():
+                    await self._send_due()
+                else:
+                    self._give_up_old(time.monotonic())
+            except Exception as err:  # alerting must outlive any one bad alert
+                log.exception("telegram_alerts_error", error=str(err))
             await asyncio.sleep(ALERT_TICK_S)
+
+    def _give_up_old(self, now: float) -> None:
+        """Drop alerts older than ``alert_give_up_s``, and the oldest beyond ``MAX_OUTBOX``."""
+        limit = self.settings.alert_give_up_s
+        kept = deque(item for item in self._outbox if now - item.first_at <= limit)
+        dropped = len(self._outbox) - len(kept)
+        while len(kept) > MAX_OUTBOX:
+            kept.popleft()
+            dropped += 1
+        if dropped:
+            self.stats.alerts_dropped += dropped
+            log.error("telegram_alerts_dropped", count=dropped, reason="not sent in time")
+        self._outbox = kept
 
     def _take_alerts(self) -> None:
         now = time.monotonic()
@@ -447,20 +504,27 @@ class TelegramControl(threading.Thread):
             log.warning("telegram_alerts_dropped", count=dropped, reason="relay full")
 
     def _enqueue(self, alert: AlertText, now: float) -> None:
+        """Queue ``alert`` for each chat unless the same alert about the same subject was the
+        last one sent within the window (then it is counted into the next one). Any other alert
+        about that subject ends the collapsing: a change of state is always announced."""
         window = self.settings.alert_dedup_window_s
         for chat_id in self._alert_chats():
-            if alert.key is not None:
-                key = (chat_id, alert.key)
-                last = self._last_sent.get(key)
-                if last is not None and now - last < window:
-                    self._collapsed[key] = self._collapsed.get(key, 0) + 1
+            text = alert.text
+            subject = (chat_id, alert.subject)
+            if alert.key is None:
+                self._last_key.pop(subject, None)
+            else:
+                last = self._last_key.get(subject)
+                if last is not None and last[0] == alert.key and now - last[1] < window:
+                    self._collapsed[subject] = self._collapsed.get(subject, 0) + 1
                     self.stats.alerts_collapsed += 1
                     continue
-                self._last_sent[key] = now
-                repeats = self._collapsed.pop(key, 0)
-                text = alert.text + (f" (and {repeats} similar before)" if repeats else "")
-            else:
-                text = alert.text
+                repeats = self._collapsed.pop(subject, 0) if last and last[0] == alert.key else 0
+                self._last_key[subject] = (alert.key, now)
+                if repeats:
+                    text += f" (and {repeats} similar before)"
+            if len(self._last_key) > MAX_STRANGERS:
+                self._last_key.pop(next(iter(self._last_key)))
             self._outbox.append(_Outgoing(chat_id, text[:MAX_TEXT], now))
 
     async def _send_due(self) -> None:
@@ -469,12 +533,9 @@ class TelegramControl(threading.Thread):
         now = time.monotonic()
         kept: deque[_Outgoing] = deque()
         busy: set[int] = set()
+        self._give_up_old(now)
         while self._outbox:
             item = self._outbox.popleft()
-            if now - item.first_at > self.settings.alert_give_up_s:
-                self.stats.alerts_dropped += 1
-                log.error("telegram_alert_dropped", chat_id=item.chat_id, reason="gave up")
-                continue
             if item.chat_id in busy or now < self._next_send.get(item.chat_id, 0.0):
                 busy.add(item.chat_id)  # keep each chat's order
                 kept.append(item)
@@ -539,6 +600,25 @@ def _describe(name: str, args: list[str]) -> str:
         case "close":
             return f"Close the {args[0]} position at market"
     return name
+
+
+def _fit(text: str, *, newest: bool = False) -> str:
+    """``text`` within one message; ``newest`` keeps the end (the latest log lines)."""
+    if len(text) <= MAX_TEXT:
+        return text
+    return "...\n" + text[-MAX_TEXT:] if newest else text[:MAX_TEXT] + "\n..."
+
+
+async def _quietly(awaitable: Any) -> None:
+    """Await a Telegram call whose failure must not stop what follows (logged)."""
+    if awaitable is None:
+        return
+    try:
+        await awaitable
+    except TelegramError as err:
+        log.warning("telegram_call_failed", error=str(err))
+    except RuntimeError as err:  # e.g. stopping something that is not running
+        log.debug("telegram_call_skipped", error=str(err))
 
 
 def _int(args: list[str], default: int) -> int:

@@ -57,10 +57,8 @@ def test_closed_trades_kill_switch_and_stale_feeds() -> None:
     adopted = texts.text_of(TradeClosed("p2", "ETH/USD:USD", D("3"), None, 9))
     assert adopted is not None and adopted.text == "closed ETH/USD:USD: PnL +3.00"
     on = texts.text_of(KillSwitchChanged(True, "daily loss limit reached", 1))
-    assert on is not None and (on.key, on.text) == (
-        "kill:on",
-        "KILL SWITCH ON: daily loss limit reached",
-    )
+    assert on is not None and on.text == "KILL SWITCH ON: daily loss limit reached"
+    assert (on.key, on.subject) == (None, "kill")  # every change of the switch is announced
     off = texts.text_of(KillSwitchChanged(False, "resumed by telegram:7", 2))
     assert off is not None and off.text == "kill switch off (resumed by telegram:7)"
     stale = texts.text_of(FeedStale("SOL/USD:USD", since_ms=0))

@@ -142,20 +142,23 @@ def test_startup_and_ready_are_announced(service: Service) -> None:
     [
         ("/help", "Bastion commands"),
         ("/status", "Bastion paper: "),
-        ("/positions", ""),
+        ("/positions", ("no positions", " @ ")),
         ("/balance", "equity "),
         ("/pnl", "PnL 24h: "),
         ("/pnl 7", "PnL 7 days: "),
         ("/daily", "day  trades  pnl"),
-        ("/stops", ""),
-        ("/orders", ""),
+        ("/stops", ("no positions", ": stop ")),
+        ("/orders", ("no open orders", " en ", " sl ", " tp ", " ex ")),
         ("/health", "healthy"),
         ("/logs 3", "line_2"),
     ],
 )
-def test_each_read_command_is_answered(service: Service, command: str, expected: str) -> None:
+def test_each_read_command_is_answered(
+    service: Service, command: str, expected: str | tuple[str, ...]
+) -> None:
     reply = service.ask(command)
-    assert expected in reply, reply
+    wanted = (expected,) if isinstance(expected, str) else expected
+    assert any(w in reply for w in wanted), reply
     assert "failed" not in reply, reply
     if command == "/logs 3":
         assert "line_1" not in reply and "line_4" in reply  # the last three, oldest first
@@ -243,7 +246,7 @@ def _naked(state: dict[str, Any]) -> list[str]:
     return naked
 
 
-def _rest_entries(service: Service) -> None:
+def _rest_entries(service: Service, only: str | None = None) -> None:
     """Give execution a limit entry 20% below the mark on each symbol nothing holds."""
 
     def where(core: Any) -> tuple[dict[str, str], dict[str, Any], set[str]]:
@@ -253,7 +256,7 @@ def _rest_entries(service: Service) -> None:
     venue_ids, instruments, held = service.system.ask(EXECUTION, where)
     prices = service.venue()["prices"]
     now = int(time.time() * 1000)
-    for symbol in service.settings.universe.symbols:
+    for symbol in [only] if only else service.settings.universe.symbols:
         if symbol in held:
             continue
         inst = instruments[symbol]
@@ -273,6 +276,15 @@ def _rest_entries(service: Service) -> None:
         service.system.directory.tell(EXECUTION, PlaceIntent(intent))
 
 
+def _stop_orders(state: dict[str, Any]) -> set[str]:
+    return {
+        str(o["cli_ord_id"])
+        for account in state["accounts"]
+        for o in account["open_orders"]
+        if o["kind"] == "stp" and o["reduce_only"]
+    }
+
+
 def test_kill_through_telegram_cancels_entries_and_keeps_stops(service: Service) -> None:
     """The scenario: /kill while paper trades; time from the confirmation to the emulator
     showing no working entry of Bastion's (target < 2 s), with every position's stop kept."""
@@ -287,7 +299,8 @@ def test_kill_through_telegram_cancels_entries_and_keeps_stops(service: Service)
     assert not _latched(service)
     _rest_entries(service)  # limit entries far from the market: working when the kill comes
     assert api.wait_for(lambda: len(_working_entries(service.venue())) >= 1, ANSWER_S)
-    entries_before = len(_working_entries(service.venue()))
+    before = service.venue()
+    entries_before = len(_working_entries(before))
     pressed = time.monotonic()
     api.press_button(message["message_id"], other, chat_id=CHAT, user_id=OPERATOR)
     deadline = pressed + 10
@@ -300,6 +313,14 @@ def test_kill_through_telegram_cancels_entries_and_keeps_stops(service: Service)
     state = service.venue()
     assert _working_entries(state) == []
     assert _naked(state) == []
+    # every stop resting before the kill still rests (a stop that fired meanwhile closed
+    # its position: its symbol is flat at the venue)
+    held = {p["symbol"] for a in state["accounts"] for p in a["positions"]}
+    kept = _stop_orders(state)
+    for account in before["accounts"]:
+        for order in account["open_orders"]:
+            if order["kind"] == "stp" and order["reduce_only"] and order["symbol"] in held:
+                assert order["cli_ord_id"] in kept, order
     assert elapsed < 2.0, f"kill took {elapsed:.2f}s"
     done = api.wait_sent(
         lambda m: m.get("message_id") == message["message_id"] and "stops kept" in m["text"],
@@ -358,6 +379,12 @@ def test_pause_and_unpause_a_symbol(service: Service) -> None:
 
 def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
     api = service.api
+    xrp = "XRP/USD:USD"
+    _rest_entries(service, only=xrp)  # unless the strategy holds XRP already: a position
+    assert api.wait_for(
+        lambda: any(v["symbol"] == xrp for v in service.bot.ops.positions()["positions"]),
+        ANSWER_S,
+    )
     message = _confirmation(service, "/close xrp")
     assert message["text"].startswith("Close the XRP/USD:USD position at market?")
     api.press_button(
@@ -371,7 +398,14 @@ def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
         ANSWER_S,
     )
     assert done is not None
-    assert "closing XRP/USD:USD" in done["text"] or "nothing to close" in done["text"]
+    assert "closing XRP/USD:USD" in done["text"], done["text"]
+    assert api.wait_for(
+        lambda: all(v["symbol"] != xrp for v in service.bot.ops.positions()["positions"]),
+        ANSWER_S,
+    )
+    state = service.venue()
+    assert not [o for o in _working_entries(state) if o["symbol"] == "PF_XRPUSD"]
+    assert not [p for a in state["accounts"] for p in a["positions"] if p["symbol"] == "PF_XRPUSD"]
 
 
 def test_reload_applies_valid_limits_and_refuses_an_invalid_file(service: Service) -> None:
