@@ -32,7 +32,6 @@ import contextlib
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,10 +39,7 @@ from typing import Any
 import structlog
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import (
-    BadRequest,
-    Forbidden,
     InvalidToken,
-    RetryAfter,
     TelegramError,
 )
 from telegram.ext import (
@@ -59,14 +55,14 @@ from telegram.ext import (
 from actors.messages import Audit
 from actors.operations import Operations, render
 from adapters.settings import TelegramSettings
-from adapters.telegram.alerts import AlertRelay, AlertText, AlertTexts
+from adapters.telegram.alerts import AlertRelay
+from adapters.telegram.delivery import AlertDelivery, DeliveryStats
 from persistence.history.models import EventKind
 
 log = structlog.get_logger(__name__)
 POLL_TIMEOUT_S = 10
 UNAUTHORIZED_AUDIT_EVERY_S = 60.0
 MAX_STRANGERS = 1000
-MAX_OUTBOX = 500
 ALERT_TICK_S = 0.2
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 60.0
@@ -97,23 +93,11 @@ class _Pending:
 
 
 @dataclass
-class _Outgoing:
-    chat_id: int
-    text: str
-    first_at: float
-    attempts: int = 0
-
-
-@dataclass
-class TransportStats:
+class TransportStats(DeliveryStats):
     """Counters for tests and status."""
 
     commands: int = 0
     unauthorized: int = 0
-    alerts_sent: int = 0
-    alerts_collapsed: int = 0
-    alerts_dropped: int = 0
-    send_failures: int = 0
     polling_errors: list[str] = field(default_factory=list)
 
 
@@ -138,14 +122,10 @@ class TelegramControl(threading.Thread):
         self.stats = TransportStats()
         self._audit = audit
         self._symbols = list(symbols or ops.settings.universe.symbols)
-        self._texts = AlertTexts()
         self._pending: dict[str, _Pending] = {}
         self._used: dict[str, None] = {}  # confirmation tokens already answered (double taps)
         self._strangers: dict[tuple[int | None, int | None], float] = {}
-        self._outbox: deque[_Outgoing] = deque()
-        self._next_send: dict[int, float] = {}
-        self._last_key: dict[tuple[int, str], tuple[str, float]] = {}  # (chat, subject)
-        self._collapsed: dict[tuple[int, str], int] = {}
+        self.delivery = AlertDelivery(relay, self.stats, lambda: self.settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
@@ -193,7 +173,7 @@ class TelegramControl(threading.Thread):
                 return
             self._app = app
             self.ready.set()
-            log.info("telegram_started", chats=self._alert_chats())
+            log.info("telegram_started", chats=self.delivery.chats())
             await self._stopping.wait()
         finally:
             alerts.cancel()  # one sender at a time: the final flush below
@@ -202,7 +182,7 @@ class TelegramControl(threading.Thread):
             if app is not None:
                 await _quietly(app.updater.stop() if app.updater else None)
                 await _quietly(app.stop())
-                await self._flush_alerts(deadline_s=3.0)
+                await self.delivery.flush(app.bot, deadline_s=3.0)
                 await _quietly(app.shutdown())
             log.info("telegram_stopped", **self._stats_fields())
 
@@ -464,120 +444,16 @@ class TelegramControl(threading.Thread):
 
     # ------------------------------------------------------------------ alerts
 
-    def _alert_chats(self) -> list[int]:
-        return list(self.settings.allowed_chat_ids or self.settings.allowed_user_ids)
-
     async def _alerts_loop(self) -> None:
         while True:
             try:
-                self._take_alerts()
+                self.delivery.take()
                 if self._app is not None and self.ready.is_set():
-                    await self._send_due()
+                    await self.delivery.send_due(self._app.bot)
                 else:
-                    self._give_up_old(time.monotonic())
+                    self.delivery.give_up_old(time.monotonic())
             except Exception as err:  # alerting must outlive any one bad alert
                 log.exception("telegram_alerts_error", error=str(err))
-            await asyncio.sleep(ALERT_TICK_S)
-
-    def _give_up_old(self, now: float) -> None:
-        """Drop alerts older than ``alert_give_up_s``, and the oldest beyond ``MAX_OUTBOX``."""
-        limit = self.settings.alert_give_up_s
-        kept = deque(item for item in self._outbox if now - item.first_at <= limit)
-        dropped = len(self._outbox) - len(kept)
-        while len(kept) > MAX_OUTBOX:
-            kept.popleft()
-            dropped += 1
-        if dropped:
-            self.stats.alerts_dropped += dropped
-            log.error("telegram_alerts_dropped", count=dropped, reason="not sent in time")
-        self._outbox = kept
-
-    def _take_alerts(self) -> None:
-        now = time.monotonic()
-        for item in self.relay.drain():
-            alert = self._texts.text_of(item)
-            if alert is not None:
-                self._enqueue(alert, now)
-        dropped, self.relay.dropped = self.relay.dropped, 0
-        if dropped:
-            self.stats.alerts_dropped += dropped
-            log.warning("telegram_alerts_dropped", count=dropped, reason="relay full")
-
-    def _enqueue(self, alert: AlertText, now: float) -> None:
-        """Queue ``alert`` for each chat unless the same alert about the same subject was the
-        last one sent within the window (then it is counted into the next one). Any other alert
-        about that subject ends the collapsing: a change of state is always announced."""
-        window = self.settings.alert_dedup_window_s
-        for chat_id in self._alert_chats():
-            text = alert.text
-            subject = (chat_id, alert.subject)
-            if alert.key is None:
-                self._last_key.pop(subject, None)
-            else:
-                last = self._last_key.get(subject)
-                if last is not None and last[0] == alert.key and now - last[1] < window:
-                    self._collapsed[subject] = self._collapsed.get(subject, 0) + 1
-                    self.stats.alerts_collapsed += 1
-                    continue
-                repeats = self._collapsed.pop(subject, 0) if last and last[0] == alert.key else 0
-                self._last_key[subject] = (alert.key, now)
-                if repeats:
-                    text += f" (and {repeats} similar before)"
-            if len(self._last_key) > MAX_STRANGERS:
-                self._last_key.pop(next(iter(self._last_key)))
-            self._outbox.append(_Outgoing(chat_id, text[:MAX_TEXT], now))
-
-    async def _send_due(self) -> None:
-        """Send what each chat's pacing allows now; failures stay queued for a retry."""
-        assert self._app is not None
-        now = time.monotonic()
-        kept: deque[_Outgoing] = deque()
-        busy: set[int] = set()
-        self._give_up_old(now)
-        while self._outbox:
-            item = self._outbox.popleft()
-            if item.chat_id in busy or now < self._next_send.get(item.chat_id, 0.0):
-                busy.add(item.chat_id)  # keep each chat's order
-                kept.append(item)
-                continue
-            busy.add(item.chat_id)
-            if not await self._send(item):
-                kept.append(item)
-        self._outbox = kept
-
-    async def _send(self, item: _Outgoing) -> bool:
-        assert self._app is not None
-        try:
-            await self._app.bot.send_message(item.chat_id, item.text)
-        except RetryAfter as err:
-            wait = _seconds(err.retry_after)
-            self._next_send[item.chat_id] = time.monotonic() + wait
-            self.stats.send_failures += 1
-            log.warning("telegram_rate_limited", chat_id=item.chat_id, retry_after_s=wait)
-            return False
-        except (Forbidden, BadRequest) as err:  # this chat will not take it: do not retry
-            self.stats.alerts_dropped += 1
-            log.error("telegram_alert_refused", chat_id=item.chat_id, error=str(err))
-            return True
-        except TelegramError as err:
-            item.attempts += 1
-            wait = min(FIRST_RETRY_S * 2**item.attempts, MAX_RETRY_S)
-            self._next_send[item.chat_id] = time.monotonic() + wait
-            self.stats.send_failures += 1
-            log.warning(
-                "telegram_send_failed", chat_id=item.chat_id, error=str(err), retry_in_s=wait
-            )
-            return False
-        self.stats.alerts_sent += 1
-        self._next_send[item.chat_id] = time.monotonic() + self.settings.alert_min_interval_s
-        return True
-
-    async def _flush_alerts(self, deadline_s: float) -> None:
-        """On shutdown: send what can still go within ``deadline_s``."""
-        end = time.monotonic() + deadline_s
-        self._take_alerts()
-        while self._outbox and time.monotonic() < end:
-            await self._send_due()
             await asyncio.sleep(ALERT_TICK_S)
 
     def _stats_fields(self) -> dict[str, Any]:
@@ -626,11 +502,6 @@ def _int(args: list[str], default: int) -> int:
         return max(1, int(args[0])) if args else default
     except ValueError:
         return default
-
-
-def _seconds(value: Any) -> float:
-    seconds = getattr(value, "total_seconds", None)
-    return float(seconds() if callable(seconds) else value)
 
 
 def _now_ms() -> int:
