@@ -422,3 +422,23 @@ def test_reload_applies_valid_limits_and_refuses_an_invalid_file(service: Servic
     assert applied == "configuration reloaded; applied: risk", applied
     params = service.system.ask(RISK, lambda core: core.params)
     assert params.cooldown_minutes == 5.0
+
+
+def test_flatten_closes_everything_and_latches(service: Service) -> None:
+    """Last in this module: it leaves the account flat and the kill switch latched."""
+    api = service.api
+    _rest_entries(service)  # something to end, whatever the strategy holds right now
+    message = _confirmation(service, "/flatten")
+    api.press_button(
+        message["message_id"], _buttons(message)["Confirm"], chat_id=CHAT, user_id=OPERATOR
+    )
+    done = api.wait_sent(
+        lambda m: m.get("message_id") == message["message_id"] and "stops kept" in m["text"],
+        60.0,
+    )
+    assert done is not None, api.sent(CHAT)[-3:]
+    assert "the venue shows the account flat" in done["text"], done["text"]
+    state = service.venue()
+    assert [p for a in state["accounts"] for p in a["positions"]] == []
+    assert _working_entries(state) == []
+    assert _latched(service)
