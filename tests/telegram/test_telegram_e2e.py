@@ -380,11 +380,16 @@ def test_pause_and_unpause_a_symbol(service: Service) -> None:
 def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
     api = service.api
     xrp = "XRP/USD:USD"
-    _rest_entries(service, only=xrp)  # unless the strategy holds XRP already: a position
-    assert api.wait_for(
-        lambda: any(v["symbol"] == xrp for v in service.bot.ops.positions()["positions"]),
-        ANSWER_S,
-    )
+
+    def ours_rests() -> bool:
+        """Our resting entry holds XRP (one that cannot fill or vanish by itself); until then
+        place one whenever XRP is free (the strategy may hold it for a while)."""
+        views = [v for v in service.bot.ops.positions()["positions"] if v["symbol"] == xrp]
+        if not views:
+            _rest_entries(service, only=xrp)
+        return any(v["strategy"] == "test" for v in views)
+
+    assert api.wait_for(ours_rests, 60.0)
     message = _confirmation(service, "/close xrp")
     assert message["text"].startswith("Close the XRP/USD:USD position at market?")
     api.press_button(
