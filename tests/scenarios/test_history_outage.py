@@ -67,16 +67,20 @@ def pg_role() -> Iterator[tuple[str, sa.Engine, str]]:
 
 
 def _allow(admin: sa.Engine, role: str, *, allowed: bool) -> None:
-    """Let ``role`` log in, or refuse it and end every session it has."""
+    """Let ``role`` log in, or refuse it and end every session it has.
+
+    The refusal is committed before the sessions are ended: a client that reconnects at once
+    must meet the refusal, not a role still allowed inside an open transaction.
+    """
     with admin.begin() as connection:
         connection.exec_driver_sql(f'ALTER ROLE "{role}" {"LOGIN" if allowed else "NOLOGIN"}')
-        if not allowed:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"
-                ),
-                {"r": role},
-            )
+    if allowed:
+        return
+    with admin.begin() as connection:
+        connection.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
+            {"r": role},
+        )
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
