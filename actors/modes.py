@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pykka
 import structlog
 
+from actors.alerting import AlertRelay
 from actors.control import until_ready
 from actors.core import EXECUTION
 from actors.history import open_history
+from actors.messages import Audit
 from actors.operations import Operations
 from actors.runtime import Run, System, build_system
 from actors.supervision_directory import ChildDown
@@ -33,9 +36,9 @@ from adapters.metrics import BastionMetrics
 from adapters.settings import Settings
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET
 from adapters.sim.server.process import EmulatorProcess
-from adapters.telegram.alerts import AlertRelay
 from adapters.telegram.bot import TelegramControl
 from domain.errors import StoreLocked
+from persistence.history.models import EventKind
 from persistence.store import PositionStore
 
 log = structlog.get_logger(__name__)
@@ -239,13 +242,21 @@ def _start_telegram(  # noqa: PLR0917 - one call site
         heartbeats=lambda: dict(beats.last),
     )
     history = system.history
+
+    def audit(code: str, who: str, payload: dict[str, Any]) -> None:
+        if history is not None:
+            at = int(time.time() * 1000)
+            history.tell(Audit(EventKind.OPERATOR_COMMAND, code, at, who=who, payload=payload))
+
     bot = TelegramControl(
         settings.telegram,
-        ops,
-        relay,
-        audit=history.tell if history is not None else lambda _a: None,
+        ops.execute,
+        relay.queue,
+        symbols=list(settings.universe.symbols),
+        audit=audit,
     )
     ops.on_reload = lambda fresh: bot.apply(fresh.telegram)
+    system.operations = ops
     system.telegram = bot
     bot.start()
     return bot

@@ -27,12 +27,11 @@ import structlog
 from actors import control
 from actors.core import ALLOCATOR, EXECUTION, RISK
 from actors.runtime import Run, System
+from adapters.logs import LOG_FILE_NAME
 from adapters.settings import ConfigError, Settings, format_config_error, load_settings
 from domain.allocation import AllocatorParams
 from domain.ports import ExchangePort
 from domain.risk import RiskParams
-from ops.logs import log_files
-from ops.logs import render as render_log_line
 from persistence.history.report import build_report, money_text, stats_dict
 
 log = structlog.get_logger(__name__)
@@ -42,6 +41,8 @@ COMMAND_TIMEOUT_S = 150.0  # a flatten waits until the venue shows the account f
 DAY_MS = 86_400_000
 HOT_SECTIONS = ("risk", "allocator")  # applied by /reload; anything else needs a restart
 MAX_LOG_LINES = 50
+READS = ("status", "positions", "balance", "pnl", "daily", "stops", "orders", "health", "logs")
+CHANGES = ("kill", "flatten", "resume", "pause", "unpause", "close", "reload")
 
 
 @dataclass
@@ -164,17 +165,8 @@ class Operations:
     def logs(self, lines: int = 20) -> dict[str, Any]:
         """The last ``lines`` log lines (at most :data:`MAX_LOG_LINES`), oldest first."""
         wanted = max(1, min(lines, MAX_LOG_LINES))
-        files = (
-            log_files(Path(self.settings.log_dir)) if Path(self.settings.log_dir).is_dir() else []
-        )
-        tail: list[str] = []
-        for path in reversed(files):
-            if path.name.endswith(".gz"):
-                break
-            tail = _last_lines(path, wanted - len(tail)) + tail
-            if len(tail) >= wanted:
-                break
-        return {"lines": tail}
+        path = Path(self.settings.log_dir) / LOG_FILE_NAME  # the current file (rotation aside)
+        return {"lines": _last_lines(path, wanted) if path.is_file() else []}
 
     def health(self) -> dict[str, Any]:
         feed = self.system.feed
@@ -240,6 +232,40 @@ class Operations:
             "by": by,
         }
 
+    # ---------------------------------------------------------------- one entry point
+
+    def execute(self, name: str, args: list[str], who: str) -> str:
+        """Run the operator command ``name`` (as a chat names it) and render the reply.
+
+        A command that fails to answer in time may still have run: the reply says to check
+        the status rather than claiming it failed.
+        """
+        try:
+            match name:
+                case "pnl":
+                    return render("pnl", self.pnl(_count(args, 1)))
+                case "logs":
+                    return render("logs", self.logs(_count(args, 20)))
+                case "kill" | "flatten":
+                    flatten = name == "flatten"
+                    return render(
+                        "kill", self.kill(flatten=flatten, by=who, reason=f"{who} {name}")
+                    )
+                case "resume":
+                    return render("resume", self.resume(by=who))
+                case "pause" | "unpause" | "close":
+                    return render(name, getattr(self, name)(args[0], by=who))
+                case "reload":
+                    return render("reload", self.reload(by=who))
+                case _ if name in READS:
+                    return render(name, getattr(self, name)())
+        except Exception as err:  # the operator gets one line; the log has the rest
+            log.exception("operator_command_failed", command=name)
+            if name in CHANGES:
+                return f"{name}: no answer in time ({type(err).__name__}); check /status"
+            return f"{name} failed: {type(err).__name__}: {err}"
+        return f"unknown command {name!r}"
+
     # ---------------------------------------------------------------- helpers
 
     def _ask(self, fn: Callable[[Any], Any]) -> Any:
@@ -271,6 +297,13 @@ class Operations:
         return self.system.history.url
 
 
+def _count(args: list[str], default: int) -> int:
+    try:
+        return max(1, int(args[0])) if args else default
+    except ValueError:
+        return default
+
+
 def _set_allocator(risk: RiskParams, allocator: AllocatorParams, core: Any) -> None:
     core.params = allocator
     core.risk_params = risk  # leverage, margin and fee estimates follow the risk limits
@@ -295,10 +328,23 @@ def _last_lines(path: Path, count: int) -> list[str]:
     out = []
     for line in raw:
         try:
-            out.append(render_log_line(json.loads(line)))
-        except (ValueError, TypeError):
+            record = json.loads(line)
+        except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(_log_line(record))
     return out
+
+
+def _log_line(record: dict[str, Any]) -> str:
+    """A log record in one short line: ``HH:MM:SS LEVEL event key=value ...`` (a phone screen;
+    ``python -m ops.logs`` shows everything)."""
+    stamp = str(record.get("timestamp", ""))[11:19]
+    level = str(record.get("level", "")).upper()
+    rest = " ".join(
+        f"{k}={v}" for k, v in record.items() if k not in ("timestamp", "level", "event", "logger")
+    )
+    return f"{stamp} {level} {record.get('event', '-')} {rest}".rstrip()
 
 
 # ---------------------------------------------------------------------- rendering

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from actors.alerting import RELAYED, AlertRelay
 from actors.alerts import AlertsCore
 from actors.allocator import AllocatorCore
 from actors.analyzer import AnalyzerCore
@@ -56,7 +57,6 @@ from actors.risk import RiskCore
 from actors.supervisor import ChildSpec, Directory, Escalated, SupervisedActor, Supervisor
 from adapters.marketdata import MarketDataFeed
 from adapters.settings import Settings
-from adapters.telegram.alerts import RELAYED, AlertRelay
 from domain.allocation import AllocatorParams
 from domain.models import Candle, Instrument
 from domain.ports import ExchangePort
@@ -238,7 +238,9 @@ class System:
     health_url: str = ""  # /healthz and /metrics, once serving
     history: HistoryWriter | None = None
     telegram: Any = None  # the Telegram transport, once started (adapters.telegram.bot)
+    operations: Any = None  # its control layer (actors.operations.Operations)
     limits: Limits | None = None
+    relay: AlertRelay | None = None  # alerts for the operators' chats
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
@@ -351,7 +353,16 @@ def build_system(
     ticker = Ticker(directory, clock, tick_interval_s)
     ticker.start()
     return System(
-        supervisor, directory, clock, ticker, feed, store, latencies, history=history, limits=limits
+        supervisor,
+        directory,
+        clock,
+        ticker,
+        feed,
+        store,
+        latencies,
+        history=history,
+        limits=limits,
+        relay=relay,
     )
 
 

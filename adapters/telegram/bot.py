@@ -2,7 +2,10 @@
 
 It runs in a thread of its own with its own event loop, so nothing it waits for (Telegram, a
 slow command) touches the actors' threads; the trading side only ever puts alerts into an
-:class:`~adapters.telegram.alerts.AlertRelay`, which never blocks.
+:class:`~adapters.telegram.alerts.AlertQueue`, which never blocks. What a command does is not
+decided here: ``execute(name, args, who) -> reply`` is given by the service (the control
+layer, :meth:`actors.operations.Operations.execute`), and ``audit(code, who, payload)``
+records each command and each stranger.
 
 Commands (every one is audited with the sender's ids):
 
@@ -52,12 +55,9 @@ from telegram.ext import (
     TypeHandler,
 )
 
-from actors.messages import Audit
-from actors.operations import Operations, render
 from adapters.settings import TelegramSettings
-from adapters.telegram.alerts import AlertRelay
+from adapters.telegram.alerts import AlertQueue
 from adapters.telegram.delivery import AlertDelivery, DeliveryStats
-from persistence.history.models import EventKind
 
 log = structlog.get_logger(__name__)
 POLL_TIMEOUT_S = 10
@@ -71,6 +71,8 @@ READS = ("status", "positions", "balance", "pnl", "daily", "stops", "orders", "h
 ACTIONS = ("resume", "pause", "unpause", "reload")
 DESTRUCTIVE = ("kill", "flatten", "close")
 NEEDS_SYMBOL = ("pause", "unpause", "close")
+Execute = Callable[[str, list[str], str], str]  # (command, args, who) -> the reply
+AuditFn = Callable[[str, str, dict[str, Any]], None]  # (code, who, payload)
 HELP = """Bastion commands
 /status /positions /balance /health
 /pnl [days]  /daily  /stops  /orders  /logs [n]
@@ -107,25 +109,25 @@ class TelegramControl(threading.Thread):
     def __init__(
         self,
         settings: TelegramSettings,
-        ops: Operations,
-        relay: AlertRelay,
+        execute: Execute,
+        queue: AlertQueue,
         *,
-        audit: Callable[[Audit], None] = lambda _a: None,
-        symbols: list[str] | None = None,
+        symbols: list[str],
+        audit: AuditFn = lambda _code, _who, _payload: None,
     ) -> None:
         super().__init__(name="bastion-telegram", daemon=True)
         if settings.token is None:
             raise ValueError("Telegram needs telegram.token")
         self.settings = settings
-        self.ops = ops
-        self.relay = relay
+        self.execute = execute
+        self.queue = queue
         self.stats = TransportStats()
         self._audit = audit
-        self._symbols = list(symbols or ops.settings.universe.symbols)
+        self._symbols = list(symbols)
         self._pending: dict[str, _Pending] = {}
         self._used: dict[str, None] = {}  # confirmation tokens already answered (double taps)
         self._strangers: dict[tuple[int | None, int | None], float] = {}
-        self.delivery = AlertDelivery(relay, self.stats, lambda: self.settings)
+        self.delivery = AlertDelivery(queue, self.stats, lambda: self.settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
@@ -275,13 +277,9 @@ class TelegramControl(threading.Thread):
             text = f"button:{update.callback_query.data}"
         log.warning("telegram_unauthorized", chat_id=chat_id, user_id=user_id)
         self._audit(
-            Audit(
-                EventKind.OPERATOR_COMMAND,
-                "unauthorized",
-                _now_ms(),
-                who=f"telegram:{user_id}",
-                payload={"chat_id": chat_id, "user_id": user_id, "text": text[:200]},
-            )
+            "unauthorized",
+            f"telegram:{user_id}",
+            {"chat_id": chat_id, "user_id": user_id, "text": text[:200]},
         )
         raise ApplicationHandlerStop
 
@@ -295,15 +293,7 @@ class TelegramControl(threading.Thread):
         args = list(context.args or [])
         who = f"telegram:{user.id}"
         self.stats.commands += 1
-        self._audit(
-            Audit(
-                EventKind.OPERATOR_COMMAND,
-                name,
-                _now_ms(),
-                who=who,
-                payload={"chat_id": chat.id, "user_id": user.id, "args": args},
-            )
-        )
+        self._audit(name, who, {"chat_id": chat.id, "user_id": user.id, "args": args})
         if name in ("help", "start"):
             await message.reply_text(HELP, do_quote=True)
             return
@@ -332,33 +322,12 @@ class TelegramControl(threading.Thread):
         return found[0] if len(found) == 1 else None
 
     def _execute(self, name: str, args: list[str], who: str) -> str:
-        """Run one command through the control layer (blocking: called off the event loop)."""
-        ops = self.ops
+        """Run one command (blocking: called off the event loop); never raises."""
         try:
-            match name:
-                case "pnl":
-                    result, kind = ops.pnl(_int(args, 1)), "pnl"
-                case "logs":
-                    result, kind = ops.logs(_int(args, 20)), "logs"
-                case "kill":
-                    result, kind = ops.kill(flatten=False, by=who, reason=f"telegram {who}"), "kill"
-                case "flatten":
-                    reason = f"telegram {who}"
-                    result, kind = ops.kill(flatten=True, by=who, reason=reason), "kill"
-                case "resume":
-                    result, kind = ops.resume(by=who), "resume"
-                case "pause" | "unpause" | "close":
-                    result, kind = getattr(ops, name)(args[0], by=who), name
-                case "reload":
-                    result, kind = ops.reload(by=who), "reload"
-                case _:
-                    result, kind = getattr(ops, name)(), name
+            return self.execute(name, args, who)
         except Exception as err:  # the operator gets one line; the log has the rest
             log.exception("telegram_command_failed", command=name)
-            if name in (*DESTRUCTIVE, "resume", "pause", "unpause"):
-                return f"{name}: no answer in time ({type(err).__name__}); check /status"
-            return f"{name} failed: {type(err).__name__}: {err}"
-        return render(kind, result)
+            return f"{name}: no answer ({type(err).__name__}); check /status"
 
     async def _ask_confirmation(
         self, message: Any, name: str, args: list[str], user_id: int, chat_id: int
@@ -415,13 +384,9 @@ class TelegramControl(threading.Thread):
         what = _describe(pending.command, pending.args)
         confirmed = choice == "ok"
         self._audit(
-            Audit(
-                EventKind.OPERATOR_COMMAND,
-                f"{pending.command}:{'confirmed' if confirmed else 'cancelled'}",
-                _now_ms(),
-                who=who,
-                payload={"chat_id": pending.chat_id, "args": pending.args},
-            )
+            f"{pending.command}:{'confirmed' if confirmed else 'cancelled'}",
+            who,
+            {"chat_id": pending.chat_id, "args": pending.args},
         )
         if not confirmed:
             await _quietly(query.answer("cancelled"))
@@ -497,15 +462,4 @@ async def _quietly(awaitable: Any) -> None:
         log.debug("telegram_call_skipped", error=str(err))
 
 
-def _int(args: list[str], default: int) -> int:
-    try:
-        return max(1, int(args[0])) if args else default
-    except ValueError:
-        return default
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-__all__ = ["HELP", "TelegramControl", "TransportStats"]
+__all__ = ["HELP", "AuditFn", "Execute", "TelegramControl", "TransportStats"]

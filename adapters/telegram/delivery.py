@@ -1,7 +1,7 @@
 """Alert delivery to the operators' chats: grouping, pacing, retries (the transport's outbox).
 
 Runs on the Telegram transport's event loop (:mod:`adapters.telegram.bot`), fed from the
-:class:`~adapters.telegram.alerts.AlertRelay` the trading side fills.
+:class:`~adapters.telegram.alerts.AlertQueue` the trading side fills.
 
 - Chats: ``allowed_chat_ids``, else the allowed users' private chats.
 - Grouping: an alert with a key is collapsed while the same alert about the same subject was
@@ -30,7 +30,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from adapters.settings import TelegramSettings
-from adapters.telegram.alerts import AlertRelay, AlertText, AlertTexts
+from adapters.telegram.alerts import AlertQueue, AlertText
 
 log = structlog.get_logger(__name__)
 MAX_OUTBOX = 500
@@ -64,14 +64,13 @@ class AlertDelivery:
 
     def __init__(
         self,
-        relay: AlertRelay,
+        queue: AlertQueue,
         stats: DeliveryStats,
         settings: Callable[[], TelegramSettings],
     ) -> None:
-        self.relay = relay
+        self.queue = queue
         self.stats = stats
         self._settings = settings  # read each time: a reload may change the lists and pacing
-        self._texts = AlertTexts()
         self._outbox: deque[_Outgoing] = deque()
         self._next_send: dict[int, float] = {}
         self._last_key: dict[tuple[int, str], tuple[str, float]] = {}  # (chat, subject)
@@ -86,16 +85,14 @@ class AlertDelivery:
         return list(settings.allowed_chat_ids or settings.allowed_user_ids)
 
     def take(self) -> None:
-        """Move what the relay holds into the outbox, grouped."""
+        """Move what the queue holds into the outbox, grouped."""
         now = time.monotonic()
-        for item in self.relay.drain():
-            alert = self._texts.text_of(item)
-            if alert is not None:
-                self.enqueue(alert, now)
-        dropped, self.relay.dropped = self.relay.dropped, 0
+        for alert in self.queue.drain():
+            self.enqueue(alert, now)
+        dropped = self.queue.take_dropped()
         if dropped:
             self.stats.alerts_dropped += dropped
-            log.warning("telegram_alerts_dropped", count=dropped, reason="relay full")
+            log.warning("telegram_alerts_dropped", count=dropped, reason="queue full")
 
     def enqueue(self, alert: AlertText, now: float) -> None:
         window = self._settings().alert_dedup_window_s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from actors.alerting import AlertRelay, AlertTexts
 from actors.audit import Observed
 from actors.messages import (
     Alert,
@@ -14,7 +15,7 @@ from actors.messages import (
     TradeClosed,
 )
 from adapters.marketdata.events import FeedStale
-from adapters.telegram.alerts import AlertRelay, AlertTexts
+from adapters.telegram.alerts import AlertQueue
 from domain.models import PositionSide
 from domain.position_table import State
 
@@ -76,10 +77,11 @@ def test_critical_alerts_are_never_grouped_and_plain_text_passes() -> None:
     assert texts.text_of(object()) is None
 
 
-def test_the_relay_never_blocks_and_drops_the_oldest() -> None:
-    relay = AlertRelay(maxsize=3)
+def test_the_relay_never_blocks_and_its_queue_drops_the_oldest() -> None:
+    relay = AlertRelay(AlertQueue(maxsize=3))
     for i in range(5):
         relay.tell(f"a{i}")
-    assert relay.dropped == 2
-    assert relay.drain() == ["a2", "a3", "a4"]
-    assert relay.drain() == []
+    relay.tell(object())  # not an alert: nothing queued
+    assert relay.queue.take_dropped() == 2
+    assert [a.text for a in relay.queue.drain()] == ["a2", "a3", "a4"]
+    assert relay.queue.drain() == []

@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 
+from actors.alerting import AlertRelay
 from actors.core import EXECUTION, RISK
 from actors.messages import Alert, PlaceIntent, Severity
 from actors.modes import run_paper
+from actors.operations import Operations
 from actors.runtime import System
 from adapters.settings import Settings, load_settings
 from adapters.telegram.bot import TelegramControl
@@ -46,6 +48,16 @@ class Service:
     settings: Settings
     data: Path
     env: dict[str, str]
+
+    @property
+    def ops(self) -> Operations:
+        assert isinstance(self.system.operations, Operations)
+        return self.system.operations
+
+    @property
+    def relay(self) -> AlertRelay:
+        assert self.system.relay is not None
+        return self.system.relay
 
     @property
     def bot(self) -> TelegramControl:
@@ -202,7 +214,7 @@ def _confirmation(service: Service, command: str) -> dict[str, Any]:
 
 
 def _latched(service: Service) -> bool:
-    return bool(service.bot.ops.status()["kill_switch"])
+    return bool(service.ops.status()["kill_switch"])
 
 
 def test_a_confirmation_expires_and_cancel_does_nothing(service: Service) -> None:
@@ -334,7 +346,7 @@ def test_kill_through_telegram_cancels_entries_and_keeps_stops(service: Service)
 
 def test_alerts_are_delivered_and_deduplicated(service: Service) -> None:
     api = service.api
-    relay = service.bot.relay
+    relay = service.relay
     now = int(time.time() * 1000)
     for i in range(3):  # the same rung three times: one message
         relay.tell(Alert("ladder_retry", Severity.WARNING, "ETH/USD:USD", f"retry {i}", now + i))
@@ -352,7 +364,7 @@ def test_a_failing_bot_api_is_retried_and_trading_goes_on(service: Service) -> N
     sent_before = service.bot.stats.send_failures
     api.fail("sendMessage", 502, times=3)
     api.fail("sendMessage", 429, times=1, retry_after=1)
-    service.bot.relay.tell("after the outage")
+    service.relay.tell("after the outage")
     started = time.monotonic()
     while time.monotonic() - started < 5.0:  # trading goes on while Telegram fails
         assert all(service.system.supervisor.heartbeat(2.0).values())
@@ -384,7 +396,7 @@ def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
     def ours_rests() -> bool:
         """Our resting entry holds XRP (one that cannot fill or vanish by itself); until then
         place one whenever XRP is free (the strategy may hold it for a while)."""
-        views = [v for v in service.bot.ops.positions()["positions"] if v["symbol"] == xrp]
+        views = [v for v in service.ops.positions()["positions"] if v["symbol"] == xrp]
         if not views:
             _rest_entries(service, only=xrp)
         return any(v["strategy"] == "test" for v in views)
@@ -405,7 +417,7 @@ def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
     assert done is not None
     assert "closing XRP/USD:USD" in done["text"], done["text"]
     assert api.wait_for(
-        lambda: all(v["symbol"] != xrp for v in service.bot.ops.positions()["positions"]),
+        lambda: all(v["symbol"] != xrp for v in service.ops.positions()["positions"]),
         ANSWER_S,
     )
     state = service.venue()
@@ -414,7 +426,7 @@ def test_close_asks_for_confirmation_then_closes(service: Service) -> None:
 
 
 def test_reload_applies_valid_limits_and_refuses_an_invalid_file(service: Service) -> None:
-    ops = service.bot.ops
+    ops = service.ops
     ops.env = dict(service.env)  # the environment the service started with
     assert service.ask("/reload") == "configuration reloaded: nothing changed"
     ops.env = {**service.env, "BASTION_RISK__RISK_PER_TRADE": "0.5"}  # above the 5% bound

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from actors.messages import Alert, Audit, KillSwitchChanged, Severity
+from actors.alerting import AlertRelay
+from actors.messages import Alert, KillSwitchChanged, Severity
 from adapters.settings import TelegramSettings
-from adapters.telegram.alerts import AlertRelay
 from adapters.telegram.bot import TelegramControl
 from tests.telegram.fake_bot_api import FakeBotApi
 
@@ -25,26 +26,14 @@ WAIT_S = 15.0
 
 
 class Recorder:
-    """Stands in for the control layer: records commands, answers like it."""
+    """Stands in for the control layer: records the commands it is given, answers briefly."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, list[str], str]] = []
 
-    def kill(self, *, flatten: bool, by: str, reason: str) -> dict[str, Any]:
-        self.calls.append(("kill", {"flatten": flatten, "by": by}))
-        return {"was_latched": False, "reason": reason, "cancelled": [], "stops_kept": []}
-
-    def status(self) -> dict[str, Any]:
-        self.calls.append(("status", {}))
-        return {
-            "mode": "paper",
-            "kill_switch": False,
-            "paused": [],
-            "positions": 0,
-            "states": {},
-            "healthy": True,
-            "history": None,
-        }
+    def execute(self, name: str, args: list[str], who: str) -> str:
+        self.calls.append((name, args, who))
+        return f"kill switch latched ({who})\nstops kept: 0" if name == "kill" else name
 
 
 @pytest.fixture
@@ -53,8 +42,16 @@ def api() -> Iterator[FakeBotApi]:
         yield fake
 
 
-def _start(api: FakeBotApi, **settings: Any) -> tuple[TelegramControl, Recorder, list[Audit]]:
-    audits: list[Audit] = []
+@dataclass
+class Started:
+    bot: TelegramControl
+    ops: Recorder
+    audits: list[str]
+    relay: AlertRelay  # the trading side's end of the alert queue
+
+
+def _start(api: FakeBotApi, **settings: Any) -> Started:
+    audits: list[str] = []
     ops = Recorder()
     config = TelegramSettings(
         token=TOKEN,
@@ -63,9 +60,16 @@ def _start(api: FakeBotApi, **settings: Any) -> tuple[TelegramControl, Recorder,
         alert_min_interval_s=0,
         **settings,
     )
-    bot = TelegramControl(config, ops, AlertRelay(), audit=audits.append, symbols=["BTC/USD:USD"])  # type: ignore[arg-type]
+    relay = AlertRelay()
+    bot = TelegramControl(
+        config,
+        ops.execute,
+        relay.queue,
+        symbols=["BTC/USD:USD"],
+        audit=lambda code, _who, _payload: audits.append(code),
+    )
     bot.start()
-    return bot, ops, audits
+    return Started(bot, ops, audits, relay)
 
 
 def _texts(api: FakeBotApi) -> list[str]:
@@ -74,7 +78,8 @@ def _texts(api: FakeBotApi) -> list[str]:
 
 def test_a_failing_start_is_retried_until_polling_runs(api: FakeBotApi) -> None:
     api.fail("deleteWebhook", 502, times=2)  # the call right after getMe, on each attempt
-    bot, _ops, _ = _start(api)
+    started = _start(api)
+    bot, _ops, _ = started.bot, started.ops, started.audits
     try:
         assert bot.ready.wait(WAIT_S), "polling never started"
         api.send_text("/help", chat_id=CHAT, user_id=OPERATOR)
@@ -96,23 +101,25 @@ def _confirm_data(message: dict[str, Any]) -> str:
 
 
 def test_a_confirmed_kill_runs_even_if_telegram_fails_around_it(api: FakeBotApi) -> None:
-    bot, ops, audits = _start(api)
+    started = _start(api)
+    bot, ops, audits = started.bot, started.ops, started.audits
     try:
         assert bot.ready.wait(WAIT_S)
         asked = _confirm_kill(api)
         api.fail("answerCallbackQuery", 502)
         api.fail("editMessageText", 502)  # the "running..." edit
         api.press_button(asked["message_id"], _confirm_data(asked), chat_id=CHAT, user_id=OPERATOR)
-        assert api.wait_for(lambda: [c for c, _ in ops.calls] == ["kill"], WAIT_S)
+        assert api.wait_for(lambda: [c for c, _args, _who in ops.calls] == ["kill"], WAIT_S)
         done = api.wait_sent(lambda m: "stops kept" in m["text"], WAIT_S)
         assert done is not None and done["message_id"] == asked["message_id"]
-        assert [a.reason_code for a in audits] == ["kill", "kill:confirmed"]
+        assert audits == ["kill", "kill:confirmed"]
     finally:
         bot.stop()
 
 
 def test_a_double_tap_runs_once_and_keeps_the_result(api: FakeBotApi) -> None:
-    bot, ops, _ = _start(api)
+    started = _start(api)
+    bot, ops, _ = started.bot, started.ops, started.audits
     try:
         assert bot.ready.wait(WAIT_S)
         asked = _confirm_kill(api)
@@ -124,7 +131,7 @@ def test_a_double_tap_runs_once_and_keeps_the_result(api: FakeBotApi) -> None:
             lambda: any(a.get("text") == "already answered" for a in api.answered()), WAIT_S
         )
         time.sleep(0.5)
-        assert [c for c, _ in ops.calls] == ["kill"]
+        assert [c for c, _args, _who in ops.calls] == ["kill"]
         message = api.message(CHAT, asked["message_id"])
         assert message is not None and "stops kept" in message["text"]  # not "expired"
     finally:
@@ -132,10 +139,11 @@ def test_a_double_tap_runs_once_and_keeps_the_result(api: FakeBotApi) -> None:
 
 
 def test_state_changes_are_always_announced_and_storms_collapsed(api: FakeBotApi) -> None:
-    bot, _ops, _ = _start(api, alert_dedup_window_s=300)
+    started = _start(api, alert_dedup_window_s=300)
+    bot, _ops, _ = started.bot, started.ops, started.audits
     try:
         assert bot.ready.wait(WAIT_S)
-        relay = bot.relay
+        relay = started.relay
         relay.tell(KillSwitchChanged(True, "operator", 1))
         relay.tell(KillSwitchChanged(False, "resumed", 2))
         relay.tell(KillSwitchChanged(True, "daily loss limit", 3))
@@ -159,7 +167,8 @@ def test_state_changes_are_always_announced_and_storms_collapsed(api: FakeBotApi
 
 
 def test_a_stranger_flood_is_audited_once_a_minute(api: FakeBotApi) -> None:
-    bot, ops, audits = _start(api)
+    started = _start(api)
+    bot, ops, audits = started.bot, started.ops, started.audits
     try:
         assert bot.ready.wait(WAIT_S)
         for _ in range(5):
@@ -167,13 +176,13 @@ def test_a_stranger_flood_is_audited_once_a_minute(api: FakeBotApi) -> None:
         assert api.wait_for(lambda: bot.stats.unauthorized == 5, WAIT_S)
     finally:
         bot.stop()
-    assert [a.reason_code for a in audits] == ["unauthorized"]
+    assert audits == ["unauthorized"]
     assert ops.calls == [] and api.sent(STRANGER) == []
 
 
 def test_a_rejected_token_turns_telegram_off_without_raising(api: FakeBotApi) -> None:
     config = TelegramSettings(token="1:wrong", allowed_chat_ids=[CHAT], api_base_url=api.base_url)
-    bot = TelegramControl(config, Recorder(), AlertRelay(), symbols=["BTC/USD:USD"])  # type: ignore[arg-type]
+    bot = TelegramControl(config, Recorder().execute, AlertRelay().queue, symbols=["BTC/USD:USD"])
     bot.start()
     bot.join(WAIT_S)
     assert not bot.is_alive() and not bot.ready.is_set()
