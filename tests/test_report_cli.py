@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -17,24 +14,10 @@ import run as run_py
 from persistence.history import schema
 from persistence.history.engine import make_engine
 from persistence.history.models import Trade
+from tests.test_run_cli import run
 
-ROOT = Path(__file__).resolve().parents[1]
 HOUR = 3_600_000
 DAY = 24 * HOUR
-
-
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def closed(

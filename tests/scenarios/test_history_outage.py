@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from persistence.history.rows import Row
 from persistence.history.types import quantize
 from persistence.store import PositionStore
 from tests.crash.live_processes import ManualTrader
+from tests.paper_run import paper_running
 from tests.persistence.conftest import pg_schema_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,28 +110,13 @@ def test_history_survives_a_postgres_outage_while_trading(
     settings = load_settings(ROOT / "config.paper.yaml", env)
     store_path = tmp_path / "data" / "paper" / "positions.db"
     produced: list[Row] = []
-    ready = threading.Event()
-    stop = threading.Event()
-    holder: dict[str, Any] = {}
 
     def on_ready(system: System) -> None:
         assert system.history is not None
         system.history.tap = produced.extend
-        holder["system"] = system
-        ready.set()
 
-    from actors.modes import run_paper  # noqa: PLC0415 - keeps collection light
-
-    def run() -> None:
-        holder["code"] = run_paper(
-            settings, speed=SPEED, duration_s=None, stop=stop, on_ready=on_ready
-        )
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        assert ready.wait(120), "the paper system did not become ready"
-        system: System = holder["system"]
+    with paper_running(settings, speed=SPEED, on_ready=on_ready) as run:
+        system = run.system
         writer = system.history
         assert writer is not None
         _wait(lambda: writer.stats.db_up and writer.stats.written > 0, 30, "first writes")
@@ -152,10 +137,7 @@ def test_history_survives_a_postgres_outage_while_trading(
         restored_at = time.monotonic()
         _wait(writer.caught_up, 60, "the spool to be replayed")
         caught_up_s = time.monotonic() - restored_at
-    finally:
-        stop.set()
-        thread.join(60)
-    assert holder.get("code") == 0
+    assert run.code == 0
     stats = writer.snapshot()  # after the stop: the last messages were written too
 
     # trading went on while the database was away, and it was all spooled

@@ -9,7 +9,6 @@ must carry on without losing a position or an order.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from decimal import Decimal
@@ -17,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from actors.core import ALLOCATOR, EXECUTION, PROTECTION, RISK, analyzer
-from actors.modes import run_paper
-from actors.runtime import Call, System
+from actors.runtime import Call
 from adapters.settings import load_settings
 from domain.position_table import TERMINAL
 from ops import operate
 from persistence.store import PositionStore
+from tests.paper_run import paper_running
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 120.0
@@ -75,33 +74,17 @@ def _crash(core: object) -> None:
 def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> None:
     env = {"BASTION_DATA_DIR": str(tmp_path / "data"), "BASTION_LOG_DIR": str(tmp_path / "logs")}
     settings = load_settings(ROOT / "config.paper.yaml", env)
-    ready = threading.Event()
-    stop = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def on_ready(system: System) -> None:
-        holder["system"] = system
-        ready.set()
-
-    def run() -> None:
-        holder["code"] = run_paper(
-            settings, speed=SPEED, duration_s=None, stop=stop, on_ready=on_ready
-        )
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(120), "the paper system did not become ready"
-    system: System = holder["system"]
-    assert _healthy_within(system.health_url, 30), "/healthz never answered 200"
-    with urllib.request.urlopen(f"{system.health_url}/metrics", timeout=5) as response:
-        assert b"bastion_positions" in response.read()
-    victims = [EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")]
-    naked_since: dict[str, float] = {}
-    violations: list[tuple[str, float]] = []
-    samples = 0
-    started = time.monotonic()
-    crashed_at = started + 10
-    try:
+    with paper_running(settings, speed=SPEED) as run:
+        system = run.system
+        assert _healthy_within(system.health_url, 30), "/healthz never answered 200"
+        with urllib.request.urlopen(f"{system.health_url}/metrics", timeout=5) as response:
+            assert b"bastion_positions" in response.read()
+        victims = [EXECUTION, PROTECTION, RISK, ALLOCATOR, analyzer("BTC/USD:USD")]
+        naked_since: dict[str, float] = {}
+        violations: list[tuple[str, float]] = []
+        samples = 0
+        started = time.monotonic()
+        crashed_at = started + 10
         while time.monotonic() - started < RUN_S:
             now = time.monotonic()
             if victims and now >= crashed_at:
@@ -123,10 +106,7 @@ def test_paper_trades_protected_and_survives_actor_crashes(tmp_path: Path) -> No
         killed = operate.execute(settings, "paper", "kill", {"reason": "scenario"}, by="test")
         kill_s = time.monotonic() - asked
         after_kill = _state(system.venue_url)
-    finally:
-        stop.set()
-        thread.join(60)
-    assert holder.get("code") == 0
+    assert run.code == 0
     assert killed["via"] == "service" and killed["latched"], killed
     assert kill_s < 10, f"the service took {kill_s:.1f}s to carry out a kill"
     left = [o for a in after_kill["accounts"] for o in a["open_orders"]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,13 +23,13 @@ import pytest
 from actors.alerting import AlertRelay
 from actors.core import EXECUTION, RISK
 from actors.messages import Alert, PlaceIntent, Severity
-from actors.modes import run_paper
 from actors.operations import Operations
 from actors.runtime import System
 from adapters.settings import Settings, load_settings
 from adapters.telegram.bot import TelegramControl
 from domain.models import OrderIntent, OrderType, PositionSide
 from domain.precision import Rounding, to_step
+from tests.paper_run import paper_running
 from tests.telegram.fake_bot_api import FakeBotApi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,31 +114,15 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         for i in range(5)
     ]
     (logs / "bastion.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    ready, stop = threading.Event(), threading.Event()
-    holder: dict[str, Any] = {}
-
-    def on_ready(system: System) -> None:
-        holder["system"] = system
-        ready.set()
-
-    thread = threading.Thread(
-        target=lambda: holder.setdefault(
-            "code", run_paper(settings, speed=120.0, duration_s=None, stop=stop, on_ready=on_ready)
-        ),
-        daemon=True,
-    )
-    thread.start()
     try:
-        assert ready.wait(120), "the paper system did not become ready"
-        system: System = holder["system"]
-        assert isinstance(system.telegram, TelegramControl)
-        assert system.telegram.ready.wait(30), "Telegram polling did not start"
-        yield Service(api, system, settings, tmp / "data", env)
+        with paper_running(settings, speed=120.0) as run:
+            system = run.system
+            assert isinstance(system.telegram, TelegramControl)
+            assert system.telegram.ready.wait(30), "Telegram polling did not start"
+            yield Service(api, system, settings, tmp / "data", env)
     finally:
-        stop.set()
-        thread.join(60)
         api.stop()
-    assert holder.get("code") == 0
+    assert run.code == 0
 
 
 def test_startup_and_ready_are_announced(service: Service) -> None:
