@@ -160,9 +160,6 @@ class HistoryWriter(threading.Thread):
             if due:
                 log.error("history_queue_full", dropped=dropped)
 
-    def ask(self, message: object, timeout: float | None = None) -> Any:
-        raise TypeError("the history writer takes tells only")
-
     # ------------------------------------------------------------------ the thread
 
     def run(self) -> None:

@@ -14,9 +14,11 @@ event loop.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -310,16 +312,12 @@ def _set_allocator(risk: RiskParams, allocator: AllocatorParams, core: Any) -> N
 
 
 def _iso_week(day: str) -> str:
-    from datetime import date  # noqa: PLC0415 - only here
-
     year, week, _ = date.fromisoformat(day).isocalendar()
     return f"{year}-W{week:02d}"
 
 
 def _last_lines(path: Path, count: int) -> list[str]:
     """The last ``count`` complete lines of a log file, rendered for reading."""
-    import json  # noqa: PLC0415 - only here
-
     with path.open("rb") as fh:
         fh.seek(0, 2)
         size = fh.tell()

@@ -91,7 +91,6 @@ class _Pending:
     user_id: int
     chat_id: int
     expires_at: float
-    message_id: int | None = None
 
 
 @dataclass
@@ -348,7 +347,6 @@ class TelegramControl(threading.Thread):
         sent = await message.reply_text(
             f"{what}?\nConfirm within {ttl:g} s.", reply_markup=keyboard, do_quote=True
         )
-        pending.message_id = sent.message_id
         asyncio.get_running_loop().create_task(self._expire(token, ttl, sent))
 
     async def _expire(self, token: str, ttl: float, sent: Any) -> None:
