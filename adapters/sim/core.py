@@ -77,6 +77,7 @@ class EngineCore:
         self._counters: dict[str, int] = {"order": 0, "fill": 0, "priority": 0, "liq": 0}
         self._bars: dict[str, list[Bar]] = {s: [] for s in instruments}
         self._liquidity: dict[str, Decimal | None] = {}
+        self._grid_cache: dict[str, dict[float, Decimal]] = {}  # candle prices on the grid
 
     # ------------------------------------------------------------------ ids and events
     def _next_id(self, kind: str) -> str:

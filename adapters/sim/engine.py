@@ -34,6 +34,7 @@ Order entry decisions (statuses are the venue's, API-FACTS.md 2b):
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -315,10 +316,16 @@ class SimEngine(MatchingCore):
     def positions(self, account_id: str) -> list[PositionView]:
         return [self._position_view(p) for p in self._account_positions(account_id)]
 
-    def fills(self, account_id: str | None = None, since_seq: int = 0) -> list[SimFill]:
-        """Fills with ``seq > since_seq`` (all accounts when ``account_id`` is None)."""
+    def fills(
+        self, account_id: str | None = None, since_seq: int = 0, since_ts: int | None = None
+    ) -> list[SimFill]:
+        """Fills with ``seq > since_seq`` and, when given, ``ts >= since_ts`` (all accounts when
+        ``account_id`` is None). Fills are kept in time order, so ``since_ts`` is a bisection."""
+        start = since_seq
+        if since_ts is not None:
+            start = max(start, bisect.bisect_left(self._fills, since_ts, key=_fill_ts))
         return [
-            f for f in self._fills[since_seq:] if account_id is None or f.account_id == account_id
+            f for f in self._fills[start:] if account_id is None or f.account_id == account_id
         ]
 
     def last_price(self, symbol: str) -> Decimal:
@@ -479,3 +486,7 @@ class SimEngine(MatchingCore):
             fills = (fill,) if fill is not None else ()
         current = self._orders.get(order.order_id, order)
         return SendResult(Status.PLACED, current, fills, reduced, self.now)
+
+
+def _fill_ts(fill: SimFill) -> int:
+    return fill.ts

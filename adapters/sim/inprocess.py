@@ -157,8 +157,8 @@ class InProcessExchange:
         def fetch() -> list[Fill]:
             return [
                 to_fill(f, self._unified[f.symbol])
-                for f in self.engine.fills(self.account_id)
-                if (since is None or f.ts >= since) and (venue is None or f.symbol == venue)
+                for f in self.engine.fills(self.account_id, since_ts=since)
+                if venue is None or f.symbol == venue
             ]
 
         return self._read("fills", fetch)

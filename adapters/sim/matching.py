@@ -32,6 +32,7 @@ from domain.models import Candle, Side
 from domain.precision import Number, Rounding, to_decimal
 
 _LEG_OFFSETS_MS = (0, 20_000, 40_000, 59_999)
+_GRID_CACHE_SIZE = 65_536  # prices put on the tick grid, remembered per symbol
 
 
 def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
@@ -113,34 +114,59 @@ class MatchingCore(EngineCore):
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
         paths: dict[str, list[Decimal]] = {}
         for candle in candles:
-            inst = self._instrument(candle.symbol).instrument
-            o, h, low, c = (
-                max(inst.round_price(v), inst.tick_size)
-                for v in (candle.open, candle.high, candle.low, candle.close)
-            )
-            paths[candle.symbol] = candle_path(o, max(h, o, c), min(low, o, c), c)
+            paths[candle.symbol] = self._candle_path(candle)
+        # a symbol with no open order and no position cannot fill or be liquidated: its price
+        # goes straight to the close (what walking the path would leave behind)
+        active = [c for c in candles if not self._idle(c.symbol)]
         first = len(self._fills)
         try:
-            for candle in candles:
+            for candle in active:
                 volume = to_decimal(candle.volume)
                 self._liquidity[candle.symbol] = self._capacity(candle.symbol, volume)
             self.now = start
-            for symbol, path in paths.items():
-                self._move(symbol, path[0], path[0])
+            for candle in active:
+                path = paths[candle.symbol]
+                self._move(candle.symbol, path[0], path[0])
             for leg in range(1, 4):
                 self.now = start + _LEG_OFFSETS_MS[leg]
-                for symbol, path in paths.items():
+                for candle in active:
+                    symbol = candle.symbol
+                    path = paths[symbol]
                     for level in self._levels_between(symbol, path[leg - 1], path[leg]):
                         self._move(symbol, level, level)
                     self._move(symbol, path[leg], path[leg])
         finally:
-            for candle in candles:
+            for candle in active:
                 self._liquidity[candle.symbol] = None
+        walked = {c.symbol for c in active}
+        for symbol, path in paths.items():
+            if symbol not in walked:
+                self._last[symbol] = self._mark[symbol] = path[3]
         for candle in candles:
             o, low, h, c = _ohlc(paths[candle.symbol])
             bar = Bar(start, o, h, low, c, to_decimal(candle.volume))
             self._append_bar(candle.symbol, bar)
         return self._fills[first:]
+
+    def _candle_path(self, candle: Candle) -> list[Decimal]:
+        inst = self._instrument(candle.symbol).instrument
+        cache = self._grid_cache.setdefault(candle.symbol, {})
+        if len(cache) > _GRID_CACHE_SIZE:
+            cache.clear()
+        prices = []
+        for value in (candle.open, candle.high, candle.low, candle.close):
+            price = cache.get(value)
+            if price is None:
+                price = cache[value] = max(inst.round_price(value), inst.tick_size)
+            prices.append(price)
+        o, h, low, c = prices
+        return candle_path(o, max(h, o, c), min(low, o, c), c)
+
+    def _idle(self, symbol: str) -> bool:
+        """No open order on ``symbol`` and no account holding it."""
+        if self._open[symbol]:
+            return False
+        return not any(p.qty for (_, s), p in self._positions.items() if s == symbol)
 
     def advance_time(self, ts: int) -> None:
         """Move the engine clock forward without a price change."""
