@@ -40,7 +40,6 @@ from domain.strategy.base import timeframe_ms
 log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_BARS = 1000
-_OPEN, _HIGH, _LOW, _CLOSE, _VOLUME = range(5)
 
 
 class CandleBuffer:
@@ -54,6 +53,7 @@ class CandleBuffer:
         self.max_bars = max_bars
         self._times = np.empty(2 * max_bars, dtype=np.int64)
         self._values = np.empty((5, 2 * max_bars), dtype=np.float64)
+        self._views = _read_only(self._times, self._values)
         self._end = 0
         self._last_time: int | None = None
 
@@ -75,6 +75,7 @@ class CandleBuffer:
             times[:keep] = self._times[self._end - keep : self._end]
             values[:, :keep] = self._values[:, self._end - keep : self._end]
             self._times, self._values, self._end = times, values, keep
+            self._views = _read_only(times, values)
         i = self._end
         self._times[i] = candle.open_time
         self._values[:, i] = (candle.open, candle.high, candle.low, candle.close, candle.volume)
@@ -83,19 +84,21 @@ class CandleBuffer:
         return True
 
     def bars(self) -> Bars:
-        """The stored candles as :class:`Bars` (views, no copy)."""
+        """The stored candles as :class:`Bars` (read-only views, no copy)."""
         lo = max(0, self._end - self.max_bars)
         hi = self._end
-        v = self._values
-        return Bars(
-            self.timeframe,
-            self._times[lo:hi],
-            v[_OPEN, lo:hi],
-            v[_HIGH, lo:hi],
-            v[_LOW, lo:hi],
-            v[_CLOSE, lo:hi],
-            v[_VOLUME, lo:hi],
+        times, o, h, low, c, v = self._views
+        return Bars.unchecked(
+            self.timeframe, times[lo:hi], o[lo:hi], h[lo:hi], low[lo:hi], c[lo:hi], v[lo:hi]
         )
+
+
+def _read_only(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views of a buffer's columns (slices of them are read-only too)."""
+    views = (times.view(), *(values[k].view() for k in range(5)))
+    for view in views:
+        view.setflags(write=False)
+    return views
 
 
 class AnalyzerCore:

@@ -93,6 +93,32 @@ class Bars:
     def __len__(self) -> int:
         return len(self.open_time)
 
+    @classmethod
+    def unchecked(  # noqa: PLR0917 - the columns, in their usual order
+        cls,
+        timeframe: str,
+        open_time: IntArray,
+        open_: FloatArray,
+        high: FloatArray,
+        low: FloatArray,
+        close: FloatArray,
+        volume: FloatArray,
+    ) -> Bars:
+        """Bars over columns their owner keeps valid, without checks or copies: read-only
+        one-dimensional int64/float64 arrays of one length, open times strictly increasing.
+        For a candle buffer handing out its views on every bar, where the checks would cost
+        more than the analysis."""
+        bars = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(bars, "timeframe", timeframe)
+        set_(bars, "open_time", open_time)
+        set_(bars, "open", open_)
+        set_(bars, "high", high)
+        set_(bars, "low", low)
+        set_(bars, "close", close)
+        set_(bars, "volume", volume)
+        return bars
+
     @property
     def tf_ms(self) -> int:
         return TIMEFRAME_MS[self.timeframe]

@@ -4,6 +4,13 @@ Reads only the first entry timeframe. At the last closed bar, a fast EMA crossin
 one is a long, crossing below a short. Entry at the close, stop ``stop_atr`` ATRs away, one target
 at ``reward_risk`` times the risk. The EMAs start from the first close of the buffer, so give it
 several ``slow`` periods of history for stable values.
+
+The EMAs are carried from bar to bar: each analysis folds in only the bars added since the
+previous one (O(1) per bar, not O(buffer)), with the same recursion and seed as a recomputation
+over the buffer. So the EMAs run from the first close this instance saw: once the analyzer's
+buffer rolls over, they keep the older history instead of re-seeding from the buffer's oldest
+bar (a difference of ``(1 - alpha) ** max_bars``, below float precision for sensible periods).
+Bars that do not continue the carried ones (a gap, a replaced buffer) start the carry afresh.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from domain.models import Instrument, PositionSide, Signal
-from domain.strategy.base import FloatArray, StrategyConfigError, require_timeframes
+from domain.strategy.base import Bars, FloatArray, StrategyConfigError, require_timeframes
 from domain.strategy.params import params_from_mapping
 from domain.strategy.smc_zones import average_true_range
 
@@ -54,6 +61,27 @@ def ema(values: FloatArray, period: int) -> FloatArray:
     return out
 
 
+@dataclass(slots=True)
+class _Carry:
+    """The EMAs after the bar that opened at ``last_time``, and the last two differences."""
+
+    last_time: int
+    fast: float
+    slow: float
+    prev_diff: float
+    diff: float
+
+
+def _fold(carry: _Carry, closes: list[float], alpha_fast: float, alpha_slow: float) -> None:
+    fast, slow, diff = carry.fast, carry.slow, carry.diff
+    prev = carry.prev_diff
+    for x in closes:
+        fast += alpha_fast * (x - fast)
+        slow += alpha_slow * (x - slow)
+        prev, diff = diff, fast - slow
+    carry.fast, carry.slow, carry.prev_diff, carry.diff = fast, slow, prev, diff
+
+
 class EmaCrossStrategy:
     """Built-in ``ema_cross`` strategy (see the module docstring)."""
 
@@ -70,16 +98,41 @@ class EmaCrossStrategy:
             raise StrategyConfigError("ema_cross needs an entry timeframe")
         self.timeframe = entry_timeframes[0]
         self.timeframes = (self.timeframe,)
+        self._carry: _Carry | None = None
+        self._alphas = (2.0 / (self.params.fast + 1), 2.0 / (self.params.slow + 1))
+
+    def _diffs(self, bars: Bars) -> tuple[float, float]:
+        """(difference fast - slow at the bar before last, at the last bar)."""
+        times = bars.open_time
+        last_time = int(times[-1])
+        carry = self._carry
+        start = None
+        if carry is not None:
+            if carry.last_time == last_time:
+                return carry.prev_diff, carry.diff
+            if int(times[-2]) == carry.last_time:
+                start = len(times) - 1
+            else:
+                at = int(np.searchsorted(times, carry.last_time))
+                if at < len(times) and int(times[at]) == carry.last_time:
+                    start = at + 1
+        if carry is None or start is None:
+            seed = float(bars.close[0])
+            carry = self._carry = _Carry(last_time, seed, seed, 0.0, 0.0)
+            start = 0
+        _fold(carry, bars.close[start:].tolist(), *self._alphas)
+        carry.last_time = last_time
+        return carry.prev_diff, carry.diff
 
     def analyze(self, data: Mapping[str, Any], instrument: Instrument) -> Signal | None:
         p = self.params
         bars = require_timeframes(data, self.timeframes)[self.timeframe]
         if len(bars) < p.slow + 1:
             return None
-        diff = ema(bars.close, p.fast) - ema(bars.close, p.slow)
-        if diff[-2] <= 0 < diff[-1]:
+        before, now = self._diffs(bars)
+        if before <= 0 < now:
             side = PositionSide.LONG
-        elif diff[-2] >= 0 > diff[-1]:
+        elif before >= 0 > now:
             side = PositionSide.SHORT
         else:
             return None
