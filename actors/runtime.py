@@ -266,6 +266,46 @@ def execution_params(settings: Settings) -> ExecutionParams:
     )
 
 
+def core_builders(
+    settings: Settings,
+    port: ExchangePort,
+    store: PositionStore,
+    limits: Limits,
+    *,
+    speed: float = 1.0,
+    execution: ExecutionParams | None = None,
+    on_latency: Callable[[float], None] | None = None,
+) -> dict[str, Callable[[], Core]]:
+    """How to build each pipeline core from the configuration, by destination name: the
+    service runs each in a supervised actor, a backtest dispatches them synchronously. Control
+    (the operators' inbox) is the service's own and not among them."""
+    universe = list(settings.universe.symbols)
+    instruments: dict[str, Instrument] = {s: port.instruments()[s] for s in universe}
+    bias = tuple(settings.universe.bias_timeframes)
+    entry = tuple(settings.universe.entry_timeframes)
+
+    def strategy_for() -> Any:
+        return load_strategy(settings.strategy.name, settings.strategy.params, bias, entry)
+
+    exec_params = execution or execution_params(settings)
+    builders: dict[str, Callable[[], Core]] = {
+        EXECUTION: lambda: ExecutionCore(port, store, params=exec_params, on_latency=on_latency),
+        PROTECTION: lambda: ProtectionCore.from_settings(port, settings.protection, speed=speed),
+        AlertsCore.name: lambda: AlertsCore(
+            window_ms=int(settings.protection.quarantine_alert_interval_s * 1000 * speed)
+        ),
+        # read at each (re)start: a restarted actor keeps limits an operator reloaded
+        RISK: lambda: RiskCore(limits.risk, instruments),
+        ALLOCATOR: lambda: AllocatorCore(limits.allocator, instruments, limits.risk),
+    }
+    for symbol in universe:
+        inst = instruments[symbol]
+        builders[analyzer(symbol)] = lambda s=symbol, i=inst: AnalyzerCore(
+            s, i, strategy_for(), bias, entry
+        )
+    return builders
+
+
 def build_system(
     settings: Settings,
     port: ExchangePort,
@@ -281,30 +321,15 @@ def build_system(
 ) -> System:
     """Build and start the actors (the store is already open and the port reachable)."""
     universe = list(settings.universe.symbols)
-    instruments: dict[str, Instrument] = {s: port.instruments()[s] for s in universe}
     clock = VenueClock(speed)
     directory = Directory()
     latencies: list[float] = []
     limits = Limits.of(settings)
     bias = tuple(settings.universe.bias_timeframes)
     entry = tuple(settings.universe.entry_timeframes)
-
-    def strategy_for() -> Any:
-        return load_strategy(settings.strategy.name, settings.strategy.params, bias, entry)
-
-    exec_params = execution_params(settings)
-    builders: dict[str, Callable[[], Core]] = {
-        EXECUTION: lambda: ExecutionCore(
-            port, store, params=exec_params, on_latency=latencies.append
-        ),
-        PROTECTION: lambda: ProtectionCore.from_settings(port, settings.protection, speed=speed),
-        AlertsCore.name: lambda: AlertsCore(
-            window_ms=int(settings.protection.quarantine_alert_interval_s * 1000 * speed)
-        ),
-        # read at each (re)start: a restarted actor keeps limits an operator reloaded
-        RISK: lambda: RiskCore(limits.risk, instruments),
-        ALLOCATOR: lambda: AllocatorCore(limits.allocator, instruments, limits.risk),
-    }
+    builders = core_builders(
+        settings, port, store, limits, speed=speed, on_latency=latencies.append
+    )
     inbox = ControlInbox(store.path.with_name("control.db"))
     interrupted = inbox.interrupt_running()
     if interrupted:
@@ -314,11 +339,6 @@ def build_system(
         return directory.ask(EXECUTION, Run(command), timeout_s=COMMAND_TIMEOUT_S)
 
     builders[CONTROL] = lambda: ControlCore(inbox, execute)
-    for symbol in universe:
-        inst = instruments[symbol]
-        builders[analyzer(symbol)] = lambda s=symbol, i=inst: AnalyzerCore(
-            s, i, strategy_for(), bias, entry
-        )
 
     def escalate(event: Escalated) -> None:
         log.error("supervisor_escalated", child=event.child, reason=event.reason)
@@ -416,5 +436,6 @@ __all__ = [
     "System",
     "VenueClock",
     "build_system",
+    "core_builders",
     "execution_params",
 ]

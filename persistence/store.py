@@ -73,10 +73,14 @@ class PositionStore:
     # ----------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: Path | str, *, readonly: bool = False) -> PositionStore:
+    def open(
+        cls, path: Path | str, *, readonly: bool = False, durable: bool = True
+    ) -> PositionStore:
         """Open (creating if absent) and check the store; raise a StoreError subclass if unsafe.
 
         ``readonly`` opens without the writer lock, for tools that only look (``status``).
+        ``durable=False`` commits without waiting for the disk (``synchronous = OFF``): only for
+        a scratch store whose loss in a crash costs nothing, such as a backtest's.
         """
         path = Path(path)
         if readonly and not path.exists():
@@ -84,7 +88,7 @@ class PositionStore:
         _check_header(path)
         lock_fd = None if readonly else _acquire_lock(path)
         try:
-            conn = _connect(path, readonly=readonly)
+            conn = _connect(path, readonly=readonly, durable=durable)
             try:
                 _check_integrity(conn, path)
                 _migrate(conn, path, readonly=readonly)
@@ -476,7 +480,7 @@ def _acquire_lock(path: Path) -> int:
     return fd
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, durable: bool = True) -> sqlite3.Connection:
     try:
         if readonly:
             conn = sqlite3.connect(
@@ -489,7 +493,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"position store {path}: could not enable WAL (got {mode})")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt(f"position store {path} cannot be opened: {exc}") from None

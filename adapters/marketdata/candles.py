@@ -81,8 +81,8 @@ class _Bucket:
     live: bool
 
 
-class _Aggregator:
-    """Closed 1m candles into one higher timeframe."""
+class TimeframeAggregator:
+    """Closed candles of a shorter timeframe (1m live) into one longer timeframe."""
 
     def __init__(self, symbol: str, timeframe: str) -> None:
         self.symbol = symbol
@@ -118,6 +118,11 @@ class _Aggregator:
             b.live = b.live and live
         return out
 
+    def add_closed(self, candle: Candle, watermark: int) -> list[tuple[Candle, bool]]:
+        """Add a closed candle, then close the bucket if ``watermark`` (the time now) ends it:
+        a replay knows a bar's candles are final at its close."""
+        return self.add(candle, True) + self.advance(watermark)
+
     def advance(self, watermark: int) -> list[tuple[Candle, bool]]:
         """Close the bucket if every minute of it is final (its end <= ``watermark``)."""
         b = self.bucket
@@ -140,7 +145,7 @@ class CandleBuilder:
         self.timeframes = normalise_timeframes(tuple(timeframes))
         self.grace_ms = grace_ms
         self._largest_step = timeframe_ms(self.timeframes[-1])
-        self._aggs = [_Aggregator(symbol, tf) for tf in self.timeframes[1:]]
+        self._aggs = [TimeframeAggregator(symbol, tf) for tf in self.timeframes[1:]]
         self._minute: _OpenMinute | None = None
         self._watermark = 0
         self._last: dict[str, int] = {}
