@@ -324,9 +324,7 @@ class SimEngine(MatchingCore):
         start = since_seq
         if since_ts is not None:
             start = max(start, bisect.bisect_left(self._fills, since_ts, key=_fill_ts))
-        return [
-            f for f in self._fills[start:] if account_id is None or f.account_id == account_id
-        ]
+        return [f for f in self._fills[start:] if account_id is None or f.account_id == account_id]
 
     def last_price(self, symbol: str) -> Decimal:
         return self._last[symbol]
