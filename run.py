@@ -34,7 +34,7 @@ from adapters.settings import (
 from adapters.sim.server import cli as sim_cli
 from domain.errors import Fatal
 from domain.position_table import to_mermaid
-from ops import operate, status
+from ops import backtest, operate, status
 from persistence.history import report as history_report
 from persistence.history import schema as history_schema
 from persistence.history.engine import BadDatabaseUrl, normalise_url, safe_url, sqlite_path
@@ -407,6 +407,11 @@ COMMANDS: dict[str, Command] = {
         cmd_migrate,
         "create or upgrade the history database (--downgrade REV: step back)",
         _migrate_args,
+    ),
+    "backtest": Command(
+        backtest.run,
+        "replay history through the live decision path; trades CSV, summary JSON, plots",
+        backtest.add_args,
     ),
     "report": Command(
         cmd_report,

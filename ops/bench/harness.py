@@ -96,6 +96,7 @@ REGISTRY: dict[str, BenchSpec] = _registry(
     BenchSpec("pipeline", "ops.bench.pipeline:run", "candle close -> entry acked, many symbols"),
     BenchSpec("reconcile", "ops.bench.reconcile:run", "one reconciliation pass, 200 positions"),
     BenchSpec("history", "ops.bench.history:run", "audit events/s through the history writer"),
+    BenchSpec("backtest", "ops.bench.backtest:run", "candles/s through the full decision path"),
 )
 
 
