@@ -91,6 +91,10 @@ def test_all_quick_lists_every_benchmark() -> None:
     assert set(STORE_METRICS) <= set(store["results"])
     rec = next(b for b in doc["benches"] if b["bench"] == "reconcile")["results"]
     assert rec["reconcile_requests"]["value"] == rec["reconcile_requests_small"]["value"]
+    backtest = next(b for b in doc["benches"] if b["bench"] == "backtest")
+    assert backtest["params"]["symbols"] == 10 and backtest["params"]["timeframe"] == "5m"
+    assert backtest["results"]["candles"]["value"] == 10 * 7 * 288  # 10 symbols x 7 days of 5m
+    assert backtest["results"]["trades"]["value"] > 0
     history = next(b for b in doc["benches"] if b["bench"] == "history")
     expected = {"sqlite_events_per_s", "tell_per_s"}
     if os.environ.get("BASTION_TEST_PG_URL"):  # CI: PostgreSQL must have been measured

@@ -61,3 +61,35 @@ def test_signals_alternate_on_a_random_walk() -> None:
 def test_params_are_validated() -> None:
     with pytest.raises(StrategyConfigError, match="fast < slow"):
         EmaCrossStrategy({"fast": 30, "slow": 20})
+
+
+def test_carried_emas_give_the_signals_of_a_recomputation_on_every_bar() -> None:
+    """One instance fed bar after bar (the analyzer's way) and a fresh instance per bar
+    (recomputing over the whole series) propose exactly the same signals."""
+    data = random_walk("15m", 400, seed=11)
+    carried = EmaCrossStrategy({"fast": 3, "slow": 8}, (), ("15m",))
+    crosses = 0
+    for n in range(2, len(data) + 1):
+        window = {"15m": data.head(n)}
+        fresh = EmaCrossStrategy({"fast": 3, "slow": 8}, (), ("15m",))
+        expected = fresh.analyze(window, INSTRUMENT)
+        assert carried.analyze(window, INSTRUMENT) == expected
+        assert carried.analyze(window, INSTRUMENT) == expected  # the same bar again: no change
+        crosses += expected is not None
+    assert crosses >= 10
+
+
+def test_bars_that_do_not_continue_the_carry_start_it_afresh() -> None:
+    data = random_walk("15m", 120, seed=3)
+    strategy = EmaCrossStrategy({"fast": 3, "slow": 8}, (), ("15m",))
+    strategy.analyze({"15m": data.head(60)}, INSTRUMENT)
+    # a gap of 30 bars (the carried bar is inside the window), then an unrelated window
+    fresh = EmaCrossStrategy({"fast": 3, "slow": 8}, (), ("15m",))
+    assert strategy._diffs(data.head(90)) == fresh._diffs(data.head(90))
+    # a window that does not hold the carried bar: the carry starts again from its first bar
+    late = random_walk("15m", 50, seed=4)
+    late = type(late)(
+        "15m", late.open_time + 10**9, late.open, late.high, late.low, late.close, late.volume
+    )
+    fresh = EmaCrossStrategy({"fast": 3, "slow": 8}, (), ("15m",))
+    assert strategy._diffs(late) == fresh._diffs(late)
