@@ -76,7 +76,7 @@ class BacktestSpec:
 
     start_ms: int
     end_ms: int
-    balance: Decimal = Decimal(10_000)
+    balance: Decimal = Decimal(100_000)  # the paper account's
     seed: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
 

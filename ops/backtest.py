@@ -17,6 +17,7 @@ Decisions:
   terminal, and a progress bar is drawn on a terminal.
 - A kill switch latched during the run (the daily loss limit) is released at the next UTC day,
   as an operator would; the summary lists every latch.
+- Starting balance: `--balance`, 100,000 USD by default (the paper account's).
 - Exit codes: 0 done, 2 bad arguments or data (one clear line, no traceback), 1 unexpected.
 """
 
@@ -61,7 +62,7 @@ def add_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--to", dest="end", default=None, help="UTC date or time the replay ends")
     cmd.add_argument("--strategy", default=None, help="strategy name (default: the configured)")
     cmd.add_argument("--out", type=Path, default=None, help="report directory")
-    cmd.add_argument("--balance", default="10000", help="starting USD balance (10000)")
+    cmd.add_argument("--balance", default="100000", help="starting USD (100000, as paper)")
     cmd.add_argument("--seed", type=int, default=1, help="generator and engine seed (1)")
     cmd.add_argument("--timeframe", default="1m", help="the generator's bar length (1m)")
     cmd.add_argument("--log-level", default="WARNING", help="backtest.log level (WARNING)")
