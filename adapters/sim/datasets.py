@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,16 @@ def generate_history(
     bars = max(0, (end_ms - start) // step)
     generator = MarketGenerator(instruments, seed=seed, start_ms=start)
     symbols = generator.symbols
+    decimals = np.array([_decimals(instruments[s].instrument.tick_size) for s in symbols])
+
+    def places(values: np.ndarray) -> np.ndarray:
+        """Prices as the venue states them: the generator's grid multiples (3247.2000000000003)
+        become the nearest float to the decimal price (3247.2), what REST bars give paper."""
+        out = np.empty_like(values)
+        for i, digits in enumerate(decimals.tolist()):
+            out[:, i] = np.round(values[:, i], digits)
+        return out
+
     out: dict[str, list[Candle]] = {s: [] for s in symbols}
     chunk_bars = max(1, _CHUNK_MINUTES // per_bar)
     done = 0
@@ -145,10 +156,10 @@ def generate_history(
         n = min(chunk_bars, bars - done)
         batch = generator.next_batch(n * per_bar)
         shape = (n, per_bar, len(symbols))
-        opens = batch.open.reshape(shape)[:, 0, :]
-        highs = batch.high.reshape(shape).max(axis=1)
-        lows = batch.low.reshape(shape).min(axis=1)
-        closes = batch.close.reshape(shape)[:, -1, :]
+        opens = places(batch.open.reshape(shape)[:, 0, :])
+        highs = places(batch.high.reshape(shape).max(axis=1))
+        lows = places(batch.low.reshape(shape).min(axis=1))
+        closes = places(batch.close.reshape(shape)[:, -1, :])
         volumes = np.round(batch.volume.reshape(shape).sum(axis=1), 8)
         times = batch.open_time.reshape(n, per_bar)[:, 0].tolist()
         for i, symbol in enumerate(symbols):
@@ -166,6 +177,11 @@ def generate_history(
             )
         done += n
     return History(timeframe, out)
+
+
+def _decimals(tick: Decimal) -> int:
+    exponent = tick.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 __all__ = ["DatasetError", "History", "generate_history", "load_history"]

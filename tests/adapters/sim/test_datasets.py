@@ -27,10 +27,10 @@ def test_the_generator_aggregates_its_minutes_into_longer_bars() -> None:
         assert [b.open_time for b in bars] == [START + k * 900_000 for k in range(4)]
         for k, bar in enumerate(bars):
             rows = slice(15 * k, 15 * k + 15)
-            assert bar.open == minutes.open[rows, i][0]
-            assert bar.close == minutes.close[rows, i][-1]
-            assert bar.high == minutes.high[rows, i].max()
-            assert bar.low == minutes.low[rows, i].min()
+            assert bar.open == pytest.approx(minutes.open[rows, i][0], rel=1e-12)
+            assert bar.close == pytest.approx(minutes.close[rows, i][-1], rel=1e-12)
+            assert bar.high == pytest.approx(minutes.high[rows, i].max(), rel=1e-12)
+            assert bar.low == pytest.approx(minutes.low[rows, i].min(), rel=1e-12)
             assert bar.volume == pytest.approx(float(np.sum(minutes.volume[rows, i])))
             assert bar.symbol == symbol and bar.timeframe == "15m"
     assert history.span() == (START, START + 3_600_000)
@@ -39,9 +39,25 @@ def test_the_generator_aggregates_its_minutes_into_longer_bars() -> None:
 def test_one_minute_generation_is_the_emulators_series() -> None:
     history = generate_history(INSTRUMENTS, seed=2, start_ms=START, end_ms=START + 600_000)
     batch = MarketGenerator(INSTRUMENTS, seed=2, start_ms=START).next_batch(10)
+    inst = INSTRUMENTS["PF_SOLUSD"].instrument
+
+    def stated(price: float) -> float:  # the price as the venue states it, via Decimal
+        return float(inst.round_price(price))
+
     # volumes rounded to 8 places, as the emulator plays them (generated volumes carry noise)
-    played = [replace(c, volume=round(c.volume, 8)) for c in batch.candles("PF_SOLUSD")]
+    played = [
+        replace(
+            c,
+            open=stated(c.open),
+            high=stated(c.high),
+            low=stated(c.low),
+            close=stated(c.close),
+            volume=round(c.volume, 8),
+        )
+        for c in batch.candles("PF_SOLUSD")
+    ]
     assert history.candles["PF_SOLUSD"] == played
+    assert any(c.close != p.close for c, p in zip(batch.candles("PF_SOLUSD"), played))
 
 
 def _write(path: Path, rows: list[tuple[int, float]]) -> None:
