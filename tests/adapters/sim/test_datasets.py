@@ -57,7 +57,7 @@ def test_one_minute_generation_is_the_emulators_series() -> None:
         for c in batch.candles("PF_SOLUSD")
     ]
     assert history.candles["PF_SOLUSD"] == played
-    assert any(c.close != p.close for c, p in zip(batch.candles("PF_SOLUSD"), played))
+    assert any(c.close != p.close for c, p in zip(batch.candles("PF_SOLUSD"), played, strict=True))
 
 
 def _write(path: Path, rows: list[tuple[int, float]]) -> None:
