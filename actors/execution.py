@@ -67,6 +67,7 @@ log = structlog.get_logger(__name__)
 LISTENERS = (ALLOCATOR, RISK, PROTECTION)
 FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
+STORED_FILLS_KEPT = 256  # fill ids remembered as stored, beyond which old ones are dropped
 EQUITY_EVERY_MS = 30_000
 KILL_SWEEP_S = 5.0  # while the kill switch is latched, working entries are swept this often
 PAUSED = "paused_symbols"  # store kv: the sorted list of symbols that take no new entries
@@ -137,6 +138,11 @@ class ExecutionCore:
         # startup is crash recovery: no entry before a reconciliation pass said ready
         self.reconciler = Reconciler(self)
         self._kill_swept_at = 0.0
+        self._fill_cursor: int | None = None  # the persisted FILL_CURSOR (only this core sets it)
+        # fill id -> (position id, fill ts) for fills the store holds for that position: applying
+        # one again to the finished position is a silent no-op, so the store is not asked again;
+        # entries older than the overlap window are dropped (the store is asked if one returns)
+        self._stored_fills: dict[str, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------ dispatch
 
@@ -310,14 +316,21 @@ class ExecutionCore:
         False; returns the sum of what ``apply`` returned. Raises ``Temporary`` or
         ``AmbiguousOutcome`` when the fills cannot be read: the caller decides what that means.
         """
-        cursor = int(self.store.get_value(FILL_CURSOR, 0))
-        fills = self.port.fills(since=max(0, cursor - FILL_OVERLAP_MS) if cursor else None)
+        cursor = self._fill_cursor
+        if cursor is None:
+            cursor = self._fill_cursor = int(self.store.get_value(FILL_CURSOR, 0))
+        since = max(0, cursor - FILL_OVERLAP_MS) if cursor else None
+        fills = self.port.fills(since=since)
         take = apply or (lambda fill: self.apply_fill(fill, now))
         applied = sum(take(fill) for fill in fills)
         if fills and advance:
             newest = max(f.ts for f in fills)
             if newest > cursor:
                 self.store.set_value(FILL_CURSOR, newest, at=now)
+                self._fill_cursor = newest
+        if since is not None and len(self._stored_fills) > STORED_FILLS_KEPT:
+            kept = {f: v for f, v in self._stored_fills.items() if v[1] >= since}
+            self._stored_fills = kept
         return applied
 
     def poll_fills(self, now: int) -> None:
@@ -334,7 +347,7 @@ class ExecutionCore:
             return False  # not ours: reconciliation adopts foreign exposure
         pos = self.position_by_id(parsed[0])
         if pos is None:
-            if fill.fill_id not in self.store.fill_ids(parsed[0]):
+            if not self._fill_stored(parsed[0], fill):
                 log.warning(
                     "fill_for_unknown_position", fill_id=fill.fill_id, client_id=fill.client_id
                 )
@@ -344,7 +357,21 @@ class ExecutionCore:
         change = self.apply_event(pos, lambda: pos.apply_fill(fill, parsed[1], at=now), now)
         if (change is None or pos.remaining == 0) and (track := self._tracks.get(pos.id)):
             track.exposed_at = None
+        if change is not None and change.fills:  # committed with the position: in the store
+            for record in change.fills:
+                self._stored_fills[record.fill_id] = (pos.id, record.ts)
         return change is not None
+
+    def _fill_stored(self, position_id: str, fill: Fill) -> bool:
+        """Whether the store holds ``fill`` for ``position_id`` (fills rows are never removed
+        and a fill id is unique, so a yes is remembered: :attr:`_stored_fills`)."""
+        known = self._stored_fills.get(fill.fill_id)
+        if known is not None and known[0] == position_id:
+            return True
+        if fill.fill_id not in self.store.fill_ids(position_id):
+            return False
+        self._stored_fills[fill.fill_id] = (position_id, fill.ts)
+        return True
 
     # ------------------------------------------------------------------ reacting
 
