@@ -469,7 +469,12 @@ class Position:
         fills: tuple[FillRecord, ...] = (),
     ) -> Change:
         source = self.current
-        if source in TERMINAL or not self.may_trigger(trigger, nxt=nxt):
+        # ``trigger`` runs the machine's first transition whose conditions hold and returns
+        # False when none does, so asking ``may_trigger`` first would only evaluate the same
+        # (pure) conditions twice; a trigger with no transition from this state is refused here
+        # as ``may_trigger`` refused it (the machine would raise its own error instead)
+        event = MACHINE.events.get(trigger)
+        if source in TERMINAL or event is None or source.value not in event.transitions:
             raise InvalidTransition(self.id, source.value, trigger)
         saved = (self.state, self.version, self.data)
         try:
