@@ -43,8 +43,13 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 
 
+# what json.dumps(value, sort_keys=True, separators=(",", ":"), default=str) builds per call,
+# made once (encoding keeps no state between calls)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 def _dec(value: Decimal | None) -> str | None:

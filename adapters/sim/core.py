@@ -78,6 +78,11 @@ class EngineCore:
         self._bars: dict[str, list[Bar]] = {s: [] for s in instruments}
         self._liquidity: dict[str, Decimal | None] = {}
         self._grid_cache: dict[str, dict[float, Decimal]] = {}  # candle prices on the grid
+        # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
+        # last computed for liquidation prices (see _liquidation_price)
+        self._liq_terms: dict[
+            tuple[str, str], tuple[Position, Decimal, SimInstrument, Decimal, Decimal]
+        ] = {}
 
     # ------------------------------------------------------------------ ids and events
     def _next_id(self, kind: str) -> str:
@@ -182,14 +187,24 @@ class EngineCore:
 
     def _liquidation_price(self, pos: Position) -> Decimal | None:
         other = self._accounts[pos.account_id].balance
+        terms = self._liq_terms
         for p in self._account_positions(pos.account_id):
             if p.symbol == pos.symbol:
                 continue
-            spec = self._instrument(p.symbol)
             mark = self._mark[p.symbol]
-            contract = spec.instrument.contract_size
-            other += p.unrealized(mark, contract)
-            other -= abs(p.qty) * contract * mark * spec.maintenance_margin_rate
+            spec = self._instrument(p.symbol)
+            # positions, marks and specs are immutable (a change replaces the object), so the
+            # same three objects give the same terms
+            cached = terms.get((p.account_id, p.symbol))
+            if cached is not None and cached[0] is p and cached[1] is mark and cached[2] is spec:
+                unrealized, maintenance = cached[3], cached[4]
+            else:
+                contract = spec.instrument.contract_size
+                unrealized = p.unrealized(mark, contract)
+                maintenance = abs(p.qty) * contract * mark * spec.maintenance_margin_rate
+                terms[p.account_id, p.symbol] = (p, mark, spec, unrealized, maintenance)
+            other += unrealized
+            other -= maintenance
         spec = self._instrument(pos.symbol)
         return liquidation_price(
             pos.qty,

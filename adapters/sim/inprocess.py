@@ -114,7 +114,16 @@ class InProcessExchange:
             if self.faults.take([READ_5XX], "positions"):
                 raise Temporary("positions: HTTP 503 Service Unavailable")
             return [
-                replace(view.to_snapshot(), symbol=self._unified[view.symbol])
+                PositionSnapshot(  # view.to_snapshot() under the unified symbol, built once
+                    symbol=self._unified[view.symbol],
+                    side=view.side,
+                    qty=view.size,
+                    entry_price=view.entry_price,
+                    mark_price=view.mark_price,
+                    unrealized_pnl=view.unrealized_pnl,
+                    liquidation_price=view.liquidation_price,
+                    leverage=view.leverage,
+                )
                 for view in self.engine.positions(self.account_id)
             ]
 

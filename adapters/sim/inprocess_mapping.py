@@ -47,8 +47,27 @@ _STATUS: dict[OrderState, OrderStatus] = {
 }
 
 
+# Views already made, by engine id: (engine object, unified symbol, view). Engine orders and
+# fills are immutable (a change replaces the object), so the same object under the same
+# symbol has the same view; the views are immutable too, so they are shared.
+_VIEWS_MAX = 4096
+_ORDER_VIEWS: dict[str, tuple[SimOrder, str, Order]] = {}
+_FILL_VIEWS: dict[str, tuple[SimFill, str, Fill]] = {}
+
+
 def to_order(order: SimOrder, symbol: str) -> Order:
     """The domain view of an engine order; ``symbol`` is its unified symbol."""
+    cached = _ORDER_VIEWS.get(order.order_id)
+    if cached is not None and cached[0] is order and cached[1] == symbol:
+        return cached[2]
+    view = _to_order(order, symbol)
+    if len(_ORDER_VIEWS) >= _VIEWS_MAX:
+        _ORDER_VIEWS.clear()
+    _ORDER_VIEWS[order.order_id] = (order, symbol, view)
+    return view
+
+
+def _to_order(order: SimOrder, symbol: str) -> Order:
     order_type = _TYPES[order.kind]
     role, position_id = order_origin(order.cli_ord_id, order_type, order.reduce_only)
     return Order(
@@ -95,7 +114,14 @@ def order_from_fills(fills: Sequence[SimFill], symbol: str, client_id: str) -> O
 
 
 def to_fill(fill: SimFill, symbol: str) -> Fill:
-    return replace(fill.to_fill(), symbol=symbol)
+    cached = _FILL_VIEWS.get(fill.fill_id)
+    if cached is not None and cached[0] is fill and cached[1] == symbol:
+        return cached[2]
+    view = replace(fill.to_fill(), symbol=symbol)
+    if len(_FILL_VIEWS) >= _VIEWS_MAX:
+        _FILL_VIEWS.clear()
+    _FILL_VIEWS[fill.fill_id] = (fill, symbol, view)
+    return view
 
 
 def aggregate(

@@ -117,7 +117,8 @@ class MatchingCore(EngineCore):
             paths[candle.symbol] = self._candle_path(candle)
         # a symbol with no open order and no position cannot fill or be liquidated: its price
         # goes straight to the close (what walking the path would leave behind)
-        active = [c for c in candles if not self._idle(c.symbol)]
+        held = {s for (_, s), p in self._positions.items() if p.qty}
+        active = [c for c in candles if self._open[c.symbol] or c.symbol in held]
         first = len(self._fills)
         try:
             for candle in active:
@@ -162,12 +163,6 @@ class MatchingCore(EngineCore):
         o, h, low, c = prices
         return candle_path(o, max(h, o, c), min(low, o, c), c)
 
-    def _idle(self, symbol: str) -> bool:
-        """No open order on ``symbol`` and no account holding it."""
-        if self._open[symbol]:
-            return False
-        return not any(p.qty for (_, s), p in self._positions.items() if s == symbol)
-
     def advance_time(self, ts: int) -> None:
         """Move the engine clock forward without a price change."""
         self._advance(ts)
@@ -198,8 +193,11 @@ class MatchingCore(EngineCore):
             for (_, sym), pos in self._positions.items():
                 if sym == symbol and pos.qty != 0:
                     liq = self._liquidation_price(pos)
-                    if liq is not None and lo < inst.round_price(liq) < hi:
-                        levels.add(inst.round_price(liq))
+                    if liq is None:
+                        continue
+                    rounded = inst.round_price(liq)
+                    if lo < rounded < hi:
+                        levels.add(rounded)
         return sorted(levels, reverse=b < a)
 
     def _move(self, symbol: str, last: Decimal, mark: Decimal) -> None:
