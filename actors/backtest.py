@@ -36,7 +36,7 @@ import dataclasses
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -56,6 +56,7 @@ from adapters.sim.datasets import History
 from adapters.sim.engine import SimEngine
 from adapters.sim.inprocess import InProcessExchange
 from adapters.sim.instruments import SimInstrument
+from adapters.sim.marketdata import merge_minutes
 from domain.models import Candle
 from domain.performance import ClosedTrade
 from domain.timeframes import TIMEFRAME_MS
@@ -89,7 +90,6 @@ class BacktestRun:
     equity: list[tuple[int, Decimal]]
     start_equity: Decimal
     candles: int = 0
-    bars: int = 0
     elapsed_s: float = 0.0
     latches: list[tuple[int, str]] = field(default_factory=list)  # kill switch: (at, reason)
 
@@ -185,7 +185,7 @@ class Backtest:
         for tf in self.higher:
             if TIMEFRAME_MS[tf] % self.step:
                 raise ValueError(f"timeframe {tf} is not a multiple of {history.timeframe}")
-        self.groups = list(self._grouped())
+        self.groups = list(merge_minutes(history.candles))
 
     @property
     def bar_count(self) -> int:
@@ -217,7 +217,7 @@ class Backtest:
         }
         run = BacktestRun(self.store.path, [], spec.balance)
         send = self.dispatcher.send
-        ticks = [(name, None) for name in TICK_TARGETS if name in self.cores]
+        tick_targets = [name for name in TICK_TARGETS if name in self.cores]
         engine, allocator = self.engine, self.allocator
         next_sample = spec.start_ms
         total = len(groups)
@@ -227,20 +227,16 @@ class Backtest:
             live = close > spec.start_ms
             if live and close > spec.end_ms:
                 break
+            engine.on_candles(group)
+            engine.advance_time(close)
             if live:
-                engine.on_candles(group)
-                engine.advance_time(close)
                 self._resume_next_day(run, close)
                 tick = Tick(close)
-                send([(name, tick) for name, _ in ticks], close)
+                send([(name, tick) for name in tick_targets], close)
                 if close >= next_sample:
                     run.equity.append((close, self.port.account().equity))
                     next_sample = close - close % EQUITY_EVERY_MS + EQUITY_EVERY_MS
-            else:
-                engine.on_candles(group)
-                engine.advance_time(close)
             run.candles += len(group)
-            run.bars += 1
             source = "live" if live else "rest"
             closed: list[tuple[str, object]] = []
             for candle in group:
@@ -266,7 +262,7 @@ class Backtest:
             if deadline is not None and live:
                 # the engine stays at the next bar's open, as the emulator's does
                 tick = Tick(deadline)
-                send([(name, tick) for name, _ in ticks], deadline)
+                send([(name, tick) for name in tick_targets], deadline)
             if progress is not None and done % 2048 == 0:
                 progress(done, total)
         last = max(self.engine.now, spec.start_ms)
@@ -289,22 +285,6 @@ class Backtest:
                 self.dispatcher.send(out, now)
             return
         run.latches.append((int(latch["at"]), str(latch["reason"])))
-
-    def _grouped(self) -> Iterator[list[Candle]]:
-        """Every symbol's candles grouped by open time (symbol order within a group)."""
-        streams = self.history.candles
-        index = dict.fromkeys(streams, 0)
-        while True:
-            heads = [(streams[s][i].open_time, s) for s, i in index.items() if i < len(streams[s])]
-            if not heads:
-                return
-            at = min(t for t, _ in heads)
-            group = []
-            for t, symbol in heads:
-                if t == at:
-                    group.append(streams[symbol][index[symbol]])
-                    index[symbol] += 1
-            yield group
 
 
 def closed_trades(store_path: Path) -> list[ClosedTrade]:
