@@ -15,41 +15,22 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from actors.execution import FILL_CURSOR, ExecutionCore, ExecutionParams
-from actors.messages import PlaceIntent, Tick
+from actors.execution import FILL_CURSOR
+from actors.messages import Tick
 from domain.models import (
     Order,
-    OrderIntent,
     OrderRole,
     OrderStatus,
     OrderType,
-    PositionSide,
     Side,
 )
 from domain.position_table import State
 from persistence.store import PositionStore
+from tests.actors.test_execution import core, intent
 from tests.adapters.conformance.harness import BTC
 from tests.adapters.conformance.inprocess_harness import InProcessHarness
 
 D = Decimal
-
-
-def core(venue: InProcessHarness, store: PositionStore) -> ExecutionCore:
-    return ExecutionCore(venue.port, store, params=ExecutionParams(exit_retry_initial_ms=100))
-
-
-def market_long() -> PlaceIntent:
-    return PlaceIntent(
-        OrderIntent(
-            symbol=BTC,
-            side=PositionSide.LONG,
-            qty=D("0.02"),
-            entry_type=OrderType.MARKET,
-            entry_price=None,
-            stop_price=D("48000.4"),
-            strategy="test",
-        )
-    )
 
 
 def count_fill_ids(store: PositionStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -72,7 +53,7 @@ def test_refilled_window_is_silent_and_a_late_fill_still_applies(
     venue: InProcessHarness, store: PositionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = core(venue, store)
-    ex.handle(market_long(), venue.now_ms())
+    ex.handle(intent(), venue.now_ms())
     (pos,) = ex.registry.values()
     assert pos.current is State.PROTECTED
     asked = count_fill_ids(store, monkeypatch)
@@ -94,7 +75,7 @@ def test_a_restarted_core_finds_the_fills_in_the_store(
     venue: InProcessHarness, store: PositionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = core(venue, store)
-    ex.handle(market_long(), venue.now_ms())
+    ex.handle(intent(), venue.now_ms())
     venue.set_price(BTC, D(47_000))
     ex.handle(Tick(venue.now_ms()), venue.now_ms())
     assert ex.registry == {}
