@@ -42,7 +42,7 @@ from adapters.sim.models import (
     SimOrder,
     deterministic_uuid,
 )
-from domain.models import Side
+from domain.models import Instrument, Side
 from domain.precision import Rounding
 
 _BPS = Decimal(10_000)
@@ -77,7 +77,8 @@ class EngineCore:
         self._counters: dict[str, int] = {"order": 0, "fill": 0, "priority": 0, "liq": 0}
         self._bars: dict[str, list[Bar]] = {s: [] for s in instruments}
         self._liquidity: dict[str, Decimal | None] = {}
-        self._grid_cache: dict[str, dict[float, Decimal]] = {}  # candle prices on the grid
+        # per symbol: its instrument and candle prices already put on its grid
+        self._grids: dict[str, tuple[Instrument, dict[float, Decimal]]] = {}
         # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
         # last computed for liquidation prices (see _liquidation_price)
         self._liq_terms: dict[

@@ -33,6 +33,9 @@ from domain.precision import Number, Rounding, to_decimal
 
 _LEG_OFFSETS_MS = (0, 20_000, 40_000, 59_999)
 _GRID_CACHE_SIZE = 65_536  # prices put on the tick grid, remembered per symbol
+# the share of an account's balance and notional its worst-case margin surplus must keep for a
+# candle walk to be ruled liquidation-free (far above float error; costs only a walk)
+_LIQUIDATION_SAFETY = 1e-6
 
 
 def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
@@ -58,6 +61,18 @@ def trigger_fires(order: SimOrder, last: Decimal, mark: Decimal) -> bool:
 
 def limit_marketable(side: Side, limit: Decimal, last: Decimal) -> bool:
     return limit >= last if side is Side.BUY else limit <= last
+
+
+def may_act(order: SimOrder, low: Decimal, high: Decimal) -> bool:
+    """Whether ``order`` triggers or fills at some price in ``[low, high]`` (the mark following
+    the last price, as on a candle's path): :func:`trigger_fires` or :func:`limit_marketable`
+    holds at ``low`` or at ``high``, the conditions being monotonic in the price."""
+    if order.awaiting_trigger:
+        return trigger_fires(order, low, low) or trigger_fires(order, high, high)
+    limit = order.limit_price
+    if limit is None:
+        return False
+    return limit_marketable(order.side, limit, low) or limit_marketable(order.side, limit, high)
 
 
 class MatchingCore(EngineCore):
@@ -102,56 +117,137 @@ class MatchingCore(EngineCore):
 
         All candles must share ``open_time`` (one per symbol); the engine clock visits the open and
         the three leg ends once, each symbol in the given order at each of those times.
+
+        Only symbols where something can happen are walked: one with a resting order the
+        candle's range reaches (:func:`may_act`). The others go straight to the close, which is
+        what walking their path would leave behind, provided no liquidation can occur
+        anywhere during the candle (:meth:`_liquidation_ruled_out`); when one might, every
+        symbol holding orders or a position is walked.
         """
         if not candles:
             return []
         start = candles[0].open_time
-        if any(c.open_time != start for c in candles):
-            raise ValueError("candles of one call must share open_time")
         if len({c.symbol for c in candles}) != len(candles):
             raise ValueError("one candle per symbol")
+        for candle in candles:
+            if candle.open_time != start:
+                raise ValueError("candles of one call must share open_time")
         if start < self.now:
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
-        paths: dict[str, list[Decimal]] = {}
-        for candle in candles:
-            paths[candle.symbol] = self._candle_path(candle)
-        # a symbol with no open order and no position cannot fill or be liquidated: its price
-        # goes straight to the close (what walking the path would leave behind)
+        paths = [self._candle_path(candle) for candle in candles]
+        books = self._open
         held = {s for (_, s), p in self._positions.items() if p.qty}
-        active = [c for c in candles if self._open[c.symbol] or c.symbol in held]
+        active = [
+            (candle, path)
+            for candle, path in zip(candles, paths, strict=True)
+            if books[candle.symbol] or candle.symbol in held
+        ]
         first = len(self._fills)
+        walk = [(c, path) for c, path in active if self._may_act(c.symbol, path)]
+        if len(walk) < len(active) and not self._liquidation_ruled_out(candles, paths):
+            walk = active
+        if walk:
+            self._walk(start, walk)
+        self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
+        walked = {c.symbol for c, _ in walk}
+        last, mark = self._last, self._mark
+        for candle, path in zip(candles, paths, strict=True):
+            symbol = candle.symbol
+            if symbol not in walked:
+                last[symbol] = mark[symbol] = path[3]
+            o, low, h, c = _ohlc(path)
+            self._append_bar(symbol, Bar(start, o, h, low, c, to_decimal(candle.volume)))
+        return self._fills[first:]
+
+    def _walk(self, start: int, walk: list[tuple[Candle, list[Decimal]]]) -> None:
+        """Walk these symbols' candle paths leg by leg, stopping at every level inside a leg."""
         try:
-            for candle in active:
+            for candle, _ in walk:
                 volume = to_decimal(candle.volume)
                 self._liquidity[candle.symbol] = self._capacity(candle.symbol, volume)
             self.now = start
-            for candle in active:
-                path = paths[candle.symbol]
+            for candle, path in walk:
                 self._move(candle.symbol, path[0], path[0])
             for leg in range(1, 4):
                 self.now = start + _LEG_OFFSETS_MS[leg]
-                for candle in active:
+                for candle, path in walk:
                     symbol = candle.symbol
-                    path = paths[symbol]
                     for level in self._levels_between(symbol, path[leg - 1], path[leg]):
                         self._move(symbol, level, level)
                     self._move(symbol, path[leg], path[leg])
         finally:
-            for candle in active:
+            for candle, _ in walk:
                 self._liquidity[candle.symbol] = None
-        walked = {c.symbol for c in active}
-        for symbol, path in paths.items():
-            if symbol not in walked:
-                self._last[symbol] = self._mark[symbol] = path[3]
-        for candle in candles:
-            o, low, h, c = _ohlc(paths[candle.symbol])
-            bar = Bar(start, o, h, low, c, to_decimal(candle.volume))
-            self._append_bar(candle.symbol, bar)
-        return self._fills[first:]
+
+    def _may_act(self, symbol: str, path: list[Decimal]) -> bool:
+        """Whether an open order of ``symbol`` could trigger or fill somewhere on ``path``."""
+        low, high = min(path), max(path)
+        orders = self._orders
+        return any(may_act(orders[oid], low, high) for oid in self._open[symbol])
+
+    def _liquidation_ruled_out(
+        self, candles: Sequence[Candle], paths: Sequence[list[Decimal]]
+    ) -> bool:
+        """True when no account can reach its liquidation while these candles are walked.
+
+        An account is liquidated when its margin surplus (balance plus every position's
+        unrealized PnL less its maintenance margin, :mod:`adapters.sim.accounts`) reaches zero.
+        The bound takes every position at its worst price of the candle's range (and of the
+        mark before it), and charges every open order as if it filled whole at the far end of
+        its range with the largest fee and slippage and then moved against the account across
+        the range. A surplus left above a safety margin after all that means none of it can
+        happen in any order; computed in floats, whose error the margin dwarfs.
+        """
+        if not self.config.liquidation:
+            return True
+        ranges: dict[str, tuple[float, float]] = {}
+        for candle, path in zip(candles, paths, strict=True):
+            before = self._mark[candle.symbol]
+            ranges[candle.symbol] = (float(min(*path, before)), float(max(*path, before)))
+        config = self.config
+        fee = float(max(config.maker_fee, config.taker_fee))
+        slip = float(config.slippage_bps) / 1e4
+        impact = float(config.impact_bps_per_million) / 1e10  # per USD of notional
+        surplus: dict[str, float] = {a: float(r.balance) for a, r in self._accounts.items()}
+        scale = {a: abs(v) for a, v in surplus.items()}
+        for (account_id, symbol), pos in self._positions.items():
+            if not pos.qty:
+                continue
+            spec = self._instrument(symbol)
+            mark = float(self._mark[symbol])
+            low, high = ranges.get(symbol, (mark, mark))
+            size = float(pos.qty) * float(spec.instrument.contract_size)
+            worst = low if size > 0 else high
+            mmr = float(spec.maintenance_margin_rate)
+            surplus[account_id] += size * (worst - float(pos.entry_price)) - abs(size) * high * mmr
+            scale[account_id] += abs(size) * high
+        for symbol, book in self._open.items():
+            if not book:
+                continue
+            spec = self._instrument(symbol)
+            contract = float(spec.instrument.contract_size)
+            mmr = float(spec.maintenance_margin_rate)
+            mark = float(self._mark[symbol])
+            low, high = ranges.get(symbol, (mark, mark))
+            for oid in book:
+                order = self._orders[oid]
+                far = max(high, float(order.limit_price or 0), float(order.stop_price or 0))
+                notional = float(order.remaining) * contract * far
+                rate = fee + slip + impact * notional
+                cost = notional * (1 + rate) * rate
+                if not order.reduce_only:  # bought at its dearest, then valued at the cheapest
+                    cost += notional * (1 + rate) * (1 + mmr)
+                    cost -= float(order.remaining) * contract * low
+                surplus[order.account_id] -= cost
+                scale[order.account_id] += notional
+        return all(surplus[a] > _LIQUIDATION_SAFETY * (1 + scale[a]) for a in surplus)
 
     def _candle_path(self, candle: Candle) -> list[Decimal]:
-        inst = self._instrument(candle.symbol).instrument
-        cache = self._grid_cache.setdefault(candle.symbol, {})
+        grid = self._grids.get(candle.symbol)
+        if grid is None:
+            inst = self._instrument(candle.symbol).instrument
+            grid = self._grids[candle.symbol] = (inst, {})
+        inst, cache = grid
         if len(cache) > _GRID_CACHE_SIZE:
             cache.clear()
         prices = []
