@@ -19,6 +19,11 @@ The clock, per base bar ``[t, t + step)`` of every symbol together:
 4. when the allocator's collect window ends (``collect_window_ms`` after its first signal)
    time moves there and a ``Tick`` closes the auction: risk sizes, execution places the orders.
 
+Step 3's analyzers depend on nothing but the candles, so by default they run ahead in a second
+process (:class:`~actors.backtest_stage.AheadStage`) while this one trades the bars they have
+analysed; their signals are dispatched at step 3 in the order the analyzers gave them, exactly
+as in process (``parallel=False``, also used when ``seen`` records the pipeline).
+
 Candles that close before ``start_ms`` only fill the analyzers' buffers (``rest`` candles, the
 live warm-up); nothing trades before it. Everything is a function of the configuration, the
 candles and the seed, so two runs give identical trades.
@@ -45,11 +50,11 @@ from typing import Any
 import structlog
 
 from actors import control
-from actors.core import ALLOCATOR, EXECUTION, Core, Outbox, analyzer
+from actors.backtest_stage import AheadStage, CandleStage
+from actors.core import ALLOCATOR, EXECUTION, Core, Outbox
 from actors.execution import ExecutionCore
-from actors.messages import CandleClosed, Tick
+from actors.messages import Tick
 from actors.runtime import TICK_TARGETS, Limits, core_builders, execution_params
-from adapters.marketdata.candles import TimeframeAggregator
 from adapters.settings import Settings
 from adapters.sim.config import EngineConfig
 from adapters.sim.datasets import History
@@ -145,6 +150,7 @@ class Backtest:
         *,
         workdir: Path | None = None,
         seen: Callable[[str, object], None] | None = None,
+        parallel: bool = True,
     ) -> None:
         self.settings = settings
         self.history = history
@@ -171,26 +177,39 @@ class Backtest:
             raise TypeError("the execution core is not an ExecutionCore")
         self.execution = execution
         self.allocator = self.cores[ALLOCATOR]
-        self._unified = {
-            venue: spec_.instrument.unified_symbol for venue, spec_ in instruments.items()
-        }
+        unified = {venue: spec_.instrument.unified_symbol for venue, spec_ in instruments.items()}
         timeframes = {
             *settings.universe.bias_timeframes,
             *settings.universe.entry_timeframes,
         }
-        self.higher = sorted(
+        higher = sorted(
             (tf for tf in timeframes if TIMEFRAME_MS[tf] > self.step),
             key=lambda tf: -TIMEFRAME_MS[tf],
         )
-        for tf in self.higher:
+        for tf in higher:
             if TIMEFRAME_MS[tf] % self.step:
                 raise ValueError(f"timeframe {tf} is not a multiple of {history.timeframe}")
-        self.groups = list(merge_minutes(history.candles))
+        self.stage = CandleStage(
+            self.cores, {v: unified[v] for v in history.candles}, history.timeframe, higher
+        )
+        self.parallel = parallel and seen is None
+        self.bars = self._bars(list(merge_minutes(history.candles)))
+
+    def _bars(self, groups: list[list[Candle]]) -> list[tuple[list[Candle], int, bool]]:
+        """``(venue candles, close, live)`` of every bar the replay walks, in order."""
+        bars = []
+        for group in groups:
+            close = group[0].open_time + self.step
+            live = close > self.spec.start_ms
+            if live and close > self.spec.end_ms:
+                break
+            bars.append((group, close, live))
+        return bars
 
     @property
     def bar_count(self) -> int:
         """How many bars (candle groups) the replay walks, warm-up included."""
-        return len(self.groups)
+        return len(self.bars)
 
     def close(self) -> None:
         self.store.close()
@@ -208,63 +227,42 @@ class Backtest:
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestRun:
         """Replay every bar; ``progress(done, total)`` is called now and then (bars)."""
         started = time.perf_counter()
-        spec, step = self.spec, self.step
-        groups = self.groups
-        aggregators = {
-            (symbol, tf): TimeframeAggregator(self._unified[symbol], tf)
-            for symbol in self.history.candles
-            for tf in self.higher
-        }
+        spec, bars = self.spec, self.bars
         run = BacktestRun(self.store.path, [], spec.balance)
         send = self.dispatcher.send
         tick_targets = [name for name in TICK_TARGETS if name in self.cores]
         engine, allocator = self.engine, self.allocator
         next_sample = spec.start_ms
-        total = len(groups)
-        for done, group in enumerate(groups):
-            open_time = group[0].open_time
-            close = open_time + step
-            live = close > spec.start_ms
-            if live and close > spec.end_ms:
-                break
-            engine.on_candles(group)
-            engine.advance_time(close)
-            if live:
-                self._resume_next_day(run, close)
-                tick = Tick(close)
-                send([(name, tick) for name in tick_targets], close)
-                if close >= next_sample:
-                    run.equity.append((close, self.port.account().equity))
-                    next_sample = close - close % EQUITY_EVERY_MS + EQUITY_EVERY_MS
-            run.candles += len(group)
-            source = "live" if live else "rest"
-            closed: list[tuple[str, object]] = []
-            for candle in group:
-                unified = self._unified[candle.symbol]
-                for tf in self.higher:
-                    for bar, _ in aggregators[(candle.symbol, tf)].add_closed(candle, close):
-                        closed.append((analyzer(unified), CandleClosed(unified, tf, bar, source)))
-                base = Candle(
-                    unified,
-                    candle.timeframe,
-                    candle.open_time,
-                    candle.open,
-                    candle.high,
-                    candle.low,
-                    candle.close,
-                    candle.volume,
-                )
-                closed.append(
-                    (analyzer(unified), CandleClosed(unified, self.history.timeframe, base, source))
-                )
-            send(closed, close)
-            deadline = getattr(allocator, "deadline", None)
-            if deadline is not None and live:
-                # the engine stays at the next bar's open, as the emulator's does
-                tick = Tick(deadline)
-                send([(name, tick) for name in tick_targets], deadline)
-            if progress is not None and done % 2048 == 0:
-                progress(done, total)
+        total = len(bars)
+        ahead = AheadStage(self.stage, bars) if self.parallel else None
+        try:
+            for done, (group, close, live) in enumerate(bars):
+                engine.on_candles(group)
+                engine.advance_time(close)
+                if live:
+                    self._resume_next_day(run, close)
+                    tick = Tick(close)
+                    send([(name, tick) for name in tick_targets], close)
+                    if close >= next_sample:
+                        run.equity.append((close, self.port.account().equity))
+                        next_sample = close - close % EQUITY_EVERY_MS + EQUITY_EVERY_MS
+                run.candles += len(group)
+                if ahead is not None:
+                    signals = ahead.outbox(done)
+                else:
+                    signals = self.stage.outbox(group, close, live, self.dispatcher.seen)
+                if signals:
+                    send(signals, close)
+                deadline = getattr(allocator, "deadline", None)
+                if deadline is not None and live:
+                    # the engine stays at the next bar's open, as the emulator's does
+                    tick = Tick(deadline)
+                    send([(name, tick) for name in tick_targets], deadline)
+                if progress is not None and done % 2048 == 0:
+                    progress(done, total)
+        finally:
+            if ahead is not None:
+                ahead.close()
         last = max(self.engine.now, spec.start_ms)
         run.equity.append((last, self.port.account().equity))
         run.elapsed_s = time.perf_counter() - started

@@ -18,6 +18,8 @@ Decisions:
 - A kill switch latched during the run (the daily loss limit) is released at the next UTC day,
   as an operator would; the summary lists every latch.
 - Starting balance: `--balance`, 100,000 USD by default (the paper account's).
+- The analyzers run ahead in a second process (:mod:`actors.backtest_stage`), the rest of the
+  pipeline in this one; ``--in-process`` keeps them here. The trades are the same either way.
 - Exit codes: 0 done, 2 bad arguments or data (one clear line, no traceback), 1 unexpected.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.backtest import Backtest, BacktestSpec, closed_trades, symbols_of
+from actors.backtest_stage import StageFailed
 from adapters.logs import configure_logging
 from adapters.progress import Progress
 from adapters.report.backtest import ReportFiles, write_report
@@ -67,6 +70,11 @@ def add_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--timeframe", default="1m", help="the generator's bar length (1m)")
     cmd.add_argument("--log-level", default="WARNING", help="backtest.log level (WARNING)")
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cmd.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the analyzers in this process, not ahead of it in a second one",
+    )
 
 
 def parse_time(text: str, option: str) -> int:
@@ -125,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"backtest: cannot write the report: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except StageFailed as err:
+        print(f"backtest: {err}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_USAGE
 
 
@@ -165,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     with (
-        Backtest(settings, history, instruments, spec) as backtest,
+        Backtest(settings, history, instruments, spec, parallel=not args.in_process) as backtest,
         Progress(backtest.bar_count, "replay", enabled=False if args.no_progress else None) as bar,
     ):
         replay = backtest.run(lambda done, _total: bar.update(done))

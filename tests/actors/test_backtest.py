@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from actors.backtest import Backtest, BacktestSpec, closed_trades, symbols_of
+from actors.backtest_stage import StageFailed
 from actors.core import analyzer
 from actors.messages import CandleClosed
 from adapters.settings import Settings
@@ -41,9 +42,10 @@ def _settings(**overrides: object) -> Settings:
     )
 
 
-def _replay(tmp: Path, settings: Settings, history: History, days: float):
+def _replay(tmp: Path, settings: Settings, history: History, days: float, parallel: bool = True):
     spec = BacktestSpec(start_ms=START, end_ms=START + int(days * DAY), balance=Decimal(10_000))
-    with Backtest(settings, history, INSTRUMENTS, spec, workdir=tmp) as bt:
+    with Backtest(settings, history, INSTRUMENTS, spec, workdir=tmp, parallel=parallel) as bt:
+        assert bt.parallel is parallel
         run = bt.run()
         trades = closed_trades(run.store_path)
         with PositionStore.open(run.store_path, readonly=True) as store:
@@ -65,6 +67,25 @@ def test_same_input_gives_the_same_trades_and_equity(two_days) -> None:
     assert trades_a == trades_b
     assert run_a.equity == run_b.equity
     assert run_a.candles == run_b.candles
+
+
+def test_analyzers_in_a_worker_process_give_the_in_process_trades(tmp_path: Path, two_days) -> None:
+    (run_a, trades_a, orders_a), _ = two_days  # analyzers ran ahead in a worker process
+    run_b, trades_b, orders_b = _replay(tmp_path, _settings(), _history(2), 2, parallel=False)
+    assert trades_b == trades_a
+    assert orders_b == orders_a
+    assert run_b.equity == run_a.equity
+
+
+def test_a_failing_analyzer_worker_ends_the_replay_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: object, message: object, now: int) -> list[object]:
+        raise RuntimeError("analyzer exploded")
+
+    monkeypatch.setattr("actors.analyzer.AnalyzerCore.handle", explode)
+    with pytest.raises(StageFailed, match="analyzer exploded"):
+        _replay(tmp_path, _settings(), _history(0.1, warmup_h=1), 0.1)
 
 
 def test_nothing_trades_during_the_warm_up_and_every_exposure_got_a_stop(two_days) -> None:
