@@ -30,9 +30,10 @@ candles and the seed, so two runs give identical trades.
 
 Departures from the service, each because the backtest has nothing to learn from it: no
 history writer, Telegram or operators' inbox; mark prices come from the engine, not a ticker
-feed; the position store is scratch (written without fsync, deleted with the run); and the
-periodic reconciliation runs once a day instead of once a minute (a backtest's venue changes
-only through this process; the start-up pass, which gates entries, is the live one).
+feed; the position store is scratch (written without fsync, in batches of transactions,
+deleted with the run); and the periodic reconciliation runs once a day instead of once a
+minute (a backtest's venue changes only through this process; the start-up pass, which gates
+entries, is the live one).
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ class Backtest:
         finally:
             if ahead is not None:
                 ahead.close()
+        self.store.flush()  # the run's store is read from its file afterwards
         last = max(self.engine.now, spec.start_ms)
         run.equity.append((last, self.port.account().equity))
         run.elapsed_s = time.perf_counter() - started

@@ -41,6 +41,7 @@ from persistence.schema import MIGRATIONS, latest_version
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
+SCRATCH_BATCH = 1000  # transactions a scratch store commits together
 
 
 # what json.dumps(value, sort_keys=True, separators=(",", ":"), default=str) builds per call,
@@ -69,11 +70,15 @@ def _b36(number: int) -> str:
 class PositionStore:
     """Persistence of positions, the order journal, fills and the transition log."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, lock_fd: int | None, *, batch: int = 0
+    ) -> None:
         self._conn = conn
         self.path = path
         self._lock_fd = lock_fd
         self.readonly = lock_fd is None
+        self._batch = batch  # scratch store: transactions committed together (0: each alone)
+        self._batched = 0  # transactions done since the last commit
 
     # ----------------------------------------------------------------- opening
 
@@ -84,8 +89,11 @@ class PositionStore:
         """Open (creating if absent) and check the store; raise a StoreError subclass if unsafe.
 
         ``readonly`` opens without the writer lock, for tools that only look (``status``).
-        ``durable=False`` commits without waiting for the disk (``synchronous = OFF``): only for
-        a scratch store whose loss in a crash costs nothing, such as a backtest's.
+        ``durable=False`` is for a scratch store whose loss in a crash costs nothing, such as a
+        backtest's: it commits without waiting for the disk (``synchronous = OFF``), and each
+        transaction is a savepoint of a batch committed every ``SCRATCH_BATCH`` transactions
+        (and by :meth:`flush` and :meth:`close`). A transaction still applies whole or not at
+        all, and this connection reads what it wrote; other readers see it once committed.
         """
         path = Path(path)
         if readonly and not path.exists():
@@ -104,9 +112,17 @@ class PositionStore:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
-        return cls(conn, path, lock_fd)
+        return cls(conn, path, lock_fd, batch=0 if durable else SCRATCH_BATCH)
+
+    def flush(self) -> None:
+        """Commit a scratch store's open batch, for other readers (no-op when none is open)."""
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+        self._batched = 0
 
     def close(self) -> None:
+        if self._batch and not self.readonly:
+            self.flush()
         self._conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -134,6 +150,9 @@ class PositionStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise StoreError(f"position store {self.path} is open read-only")
+        if self._batch:
+            yield from self._savepoint()
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -141,6 +160,23 @@ class PositionStore:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """A scratch store's transaction: a savepoint in the open batch (see :meth:`open`)."""
+        conn = self._conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SAVEPOINT tx")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO tx")
+            conn.execute("RELEASE tx")
+            raise
+        conn.execute("RELEASE tx")
+        self._batched += 1
+        if self._batched >= self._batch:
+            self.flush()
 
     def commit(self, position: Position, change: Change) -> int:
         """Persist ``change`` (already applied to ``position``); returns its transition seq."""

@@ -288,3 +288,30 @@ def test_a_change_that_does_not_match_its_position_is_refused(store: PositionSto
     pos, opened = f.Position.open("m1", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
     with pytest.raises(StoreError, match="does not match"):
         store.commit(pos, replace(opened, dest=State.CLOSED))
+
+
+def test_a_scratch_store_commits_in_batches_and_a_failed_change_still_leaves_nothing(
+    db: Path,
+) -> None:
+    with PositionStore.open(db, durable=False) as scratch:
+        assert scratch.pragma("synchronous") == 0  # OFF
+        pos, opened = f.Position.open("s9", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+        scratch.commit(pos, opened)
+        change = f.entry_fill(pos, "1")
+        assert change is not None
+        bad = replace(change, fills=(*change.fills, change.fills[0]))  # duplicate fill id
+        with pytest.raises(sqlite3.IntegrityError):
+            scratch.commit(pos, bad)
+        # the failed change is undone inside the batch; the one before it stays
+        assert scratch.states()["s9"] is State.PENDING
+        assert len(scratch.transitions("s9")) == 1
+        assert scratch.fill_ids("s9") == set()
+        reader = sqlite3.connect(db)
+        assert reader.execute("SELECT COUNT(*) FROM positions").fetchone()[0] == 0
+        scratch.flush()  # other readers see the batch once it is committed
+        assert reader.execute("SELECT COUNT(*) FROM positions").fetchone()[0] == 1
+        scratch.set_value("k", 1, at=2)
+        reader.close()
+    with PositionStore.open(db, readonly=True) as again:  # closing commits what was left
+        assert again.get_value("k") == 1
+        assert again.states() == {"s9": State.PENDING}
