@@ -15,6 +15,7 @@ reduce-only order can never open, grow or flip a position.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -95,10 +96,15 @@ class EngineCore:
         return self._counters["priority"]
 
     def _emit(
-        self, kind: str, account_id: str | None, symbol: str | None, data: dict[str, Any]
+        self,
+        kind: str,
+        account_id: str | None,
+        symbol: str | None,
+        data: dict[str, Any] | Callable[[], dict[str, Any]],
     ) -> None:
+        """Log an event; ``data`` may be a function building it on first read (see Event)."""
         self._event_seq += 1
-        self._events.append(Event(self._event_seq, self.now, kind, account_id, symbol, data))
+        self._events.append(Event(self._event_seq, self.now, kind, account_id, symbol, data=data))
         cap = self.config.max_events
         if len(self._events) > cap + cap // 10:
             del self._events[: len(self._events) - cap]
@@ -119,8 +125,16 @@ class EngineCore:
         return [self._orders[oid] for oid in self._open.get(symbol, {})]
 
     def _account_open_orders(self, account_id: str, symbol: str | None = None) -> list[SimOrder]:
-        symbols = [symbol] if symbol is not None else list(self._open)
-        return [o for s in symbols for o in self._open_orders(s) if o.account_id == account_id]
+        """The account's open orders (of one symbol, or of all in symbol order), by priority."""
+        orders = self._orders
+        books = [self._open.get(symbol, {})] if symbol is not None else self._open.values()
+        return [
+            order
+            for book in books
+            if book
+            for oid in book
+            if (order := orders[oid]).account_id == account_id
+        ]
 
     def _store(self, order: SimOrder) -> SimOrder:
         """Save the new version of an order and keep the open index and retention in step."""
@@ -324,9 +338,9 @@ class EngineCore:
             seq=self._counters["fill"],
         )
         self._fills.append(fill)
-        self._emit("fill", order.account_id, order.symbol, fill.to_dict())
-        self._emit("order_updated", order.account_id, order.symbol, updated.to_dict())
-        self._emit("position", order.account_id, order.symbol, position.to_dict())
+        self._emit("fill", order.account_id, order.symbol, fill.to_dict)
+        self._emit("order_updated", order.account_id, order.symbol, updated.to_dict)
+        self._emit("position", order.account_id, order.symbol, position.to_dict)
         self._enforce_reduce_only(order.account_id, order.symbol)
         return fill
 
@@ -334,7 +348,7 @@ class EngineCore:
         cancelled = self._store(
             replace(order, state=OrderState.CANCELLED, updated_ts=self.now, reason=reason)
         )
-        self._emit("order_cancelled", order.account_id, order.symbol, cancelled.to_dict())
+        self._emit("order_cancelled", order.account_id, order.symbol, cancelled.to_dict)
         return cancelled
 
     def _enforce_reduce_only(self, account_id: str, symbol: str) -> None:
@@ -354,7 +368,7 @@ class EngineCore:
                         reason=Reason.REDUCED,
                     )
                 )
-                self._emit("order_reduced", account_id, symbol, reduced.to_dict())
+                self._emit("order_reduced", account_id, symbol, reduced.to_dict)
 
     # ------------------------------------------------------------------ liquidation
     def _check_liquidations(self, symbol: str) -> None:

@@ -475,9 +475,13 @@ class SimEngine(MatchingCore):
                 reason=Reason.NEW,
             )
         )
-        data = order.to_dict()
-        data["reduced_quantity"] = None if reduced is None else str(reduced)
-        self._emit("order_accepted", order.account_id, order.symbol, data)
+        reduced_quantity = None if reduced is None else str(reduced)
+        self._emit(
+            "order_accepted",
+            order.account_id,
+            order.symbol,
+            lambda: {**order.to_dict(), "reduced_quantity": reduced_quantity},
+        )
         fills: tuple[SimFill, ...] = ()
         if immediate:
             fill = self._take(order)

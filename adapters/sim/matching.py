@@ -330,7 +330,7 @@ class MatchingCore(EngineCore):
         fired = self._store(
             replace(order, triggered=True, updated_ts=self.now, reason=Reason.TRIGGERED)
         )
-        self._emit("order_triggered", order.account_id, order.symbol, fired.to_dict())
+        self._emit("order_triggered", order.account_id, order.symbol, fired.to_dict)
         last = self._last[order.symbol]
         if fired.limit_price is None or limit_marketable(fired.side, fired.limit_price, last):
             self._take(fired)

@@ -9,7 +9,7 @@ it back. Status strings are the venue's (API-FACTS.md section 2b and 4.3).
 from __future__ import annotations
 
 import hashlib
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -106,9 +106,13 @@ def undec(value: str | None) -> Decimal | None:
 
 
 def deterministic_uuid(seed: int, kind: str, counter: int) -> str:
-    """A UUID-shaped id (version 4 layout) derived from the engine seed, a kind and a counter."""
-    digest = hashlib.sha256(f"bastion-sim:{seed}:{kind}:{counter}".encode()).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=4))
+    """A UUID-shaped id (version 4 layout) derived from the engine seed, a kind and a counter:
+    ``str(uuid.UUID(bytes=sha256(...)[:16], version=4))``, built without the UUID object."""
+    raw = bytearray(hashlib.sha256(f"bastion-sim:{seed}:{kind}:{counter}".encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,16 +282,53 @@ class SimFill:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of the engine's ordered event log; ``data`` is JSON-ready."""
+    """One entry of the engine's ordered event log; ``data`` is JSON-ready.
 
-    seq: int
-    ts: int
-    kind: str
-    account_id: str | None
-    symbol: str | None
-    data: dict[str, Any]
+    ``data`` may be given as a function that builds it (the ``to_dict`` of an immutable order,
+    fill or position): it is built on first read, so the engine's order and fill paths do not
+    pay for dicts nobody reads (a backtest reads none). Immutable otherwise.
+    """
+
+    __slots__ = ("_data", "account_id", "kind", "seq", "symbol", "ts")
+
+    def __init__(
+        self,
+        seq: int,
+        ts: int,
+        kind: str,
+        account_id: str | None,
+        symbol: str | None,
+        *,
+        data: dict[str, Any] | Callable[[], dict[str, Any]],
+    ) -> None:
+        self.seq = seq
+        self.ts = ts
+        self.kind = kind
+        self.account_id = account_id
+        self.symbol = symbol
+        self._data = data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if callable(data):
+            data = self._data = data()
+        return data
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.seq, self.ts, self.kind, self.account_id, self.symbol, self.data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(seq={self.seq!r}, ts={self.ts!r}, kind={self.kind!r}, "
+            f"account_id={self.account_id!r}, symbol={self.symbol!r}, data={self.data!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
