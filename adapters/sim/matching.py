@@ -28,7 +28,7 @@ from decimal import Decimal
 from adapters.sim.accounts import ZERO
 from adapters.sim.core import EngineCore
 from adapters.sim.models import Bar, OrderKind, Reason, SimFill, SimOrder, TriggerSignal
-from domain.models import Candle, Side
+from domain.models import Candle, Instrument, Side
 from domain.precision import Number, Rounding, to_decimal
 
 _LEG_OFFSETS_MS = (0, 20_000, 40_000, 59_999)
@@ -43,9 +43,7 @@ def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decima
     return [o, low, h, c] if c >= o else [o, h, low, c]
 
 
-def _ohlc(path: list[Decimal]) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    """(open, low, high, close) of a candle path."""
-    return path[0], min(path), max(path), path[3]
+_Ohlc = tuple[Decimal, Decimal, Decimal, Decimal]  # open, high, low, close
 
 
 def trigger_fires(order: SimOrder, last: Decimal, mark: Decimal) -> bool:
@@ -134,28 +132,27 @@ class MatchingCore(EngineCore):
                 raise ValueError("candles of one call must share open_time")
         if start < self.now:
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
-        paths = [self._candle_path(candle) for candle in candles]
+        bars = [self._grid_ohlc(candle) for candle in candles]
         books = self._open
         held = {s for (_, s), p in self._positions.items() if p.qty}
         active = [
-            (candle, path)
-            for candle, path in zip(candles, paths, strict=True)
+            (candle, bar)
+            for candle, bar in zip(candles, bars, strict=True)
             if books[candle.symbol] or candle.symbol in held
         ]
         first = len(self._fills)
-        walk = [(c, path) for c, path in active if self._may_act(c.symbol, path)]
-        if len(walk) < len(active) and not self._liquidation_ruled_out(candles, paths):
+        walk = [(c, bar) for c, bar in active if self._may_act(c.symbol, bar[2], bar[1])]
+        if len(walk) < len(active) and not self._liquidation_ruled_out(candles, bars):
             walk = active
         if walk:
-            self._walk(start, walk)
+            self._walk(start, [(c, candle_path(*bar)) for c, bar in walk])
         self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
         walked = {c.symbol for c, _ in walk}
         last, mark = self._last, self._mark
-        for candle, path in zip(candles, paths, strict=True):
+        for candle, (o, h, low, c) in zip(candles, bars, strict=True):
             symbol = candle.symbol
             if symbol not in walked:
-                last[symbol] = mark[symbol] = path[3]
-            o, low, h, c = _ohlc(path)
+                last[symbol] = mark[symbol] = c
             self._append_bar(symbol, Bar(start, o, h, low, c, to_decimal(candle.volume)))
         return self._fills[first:]
 
@@ -179,15 +176,12 @@ class MatchingCore(EngineCore):
             for candle, _ in walk:
                 self._liquidity[candle.symbol] = None
 
-    def _may_act(self, symbol: str, path: list[Decimal]) -> bool:
-        """Whether an open order of ``symbol`` could trigger or fill somewhere on ``path``."""
-        low, high = min(path), max(path)
+    def _may_act(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether an open order of ``symbol`` could trigger or fill in ``[low, high]``."""
         orders = self._orders
         return any(may_act(orders[oid], low, high) for oid in self._open[symbol])
 
-    def _liquidation_ruled_out(
-        self, candles: Sequence[Candle], paths: Sequence[list[Decimal]]
-    ) -> bool:
+    def _liquidation_ruled_out(self, candles: Sequence[Candle], bars: Sequence[_Ohlc]) -> bool:
         """True when no account can reach its liquidation while these candles are walked.
 
         An account is liquidated when its margin surplus (balance plus every position's
@@ -201,9 +195,9 @@ class MatchingCore(EngineCore):
         if not self.config.liquidation:
             return True
         ranges: dict[str, tuple[float, float]] = {}
-        for candle, path in zip(candles, paths, strict=True):
+        for candle, (_, high, low, _) in zip(candles, bars, strict=True):
             before = self._mark[candle.symbol]
-            ranges[candle.symbol] = (float(min(*path, before)), float(max(*path, before)))
+            ranges[candle.symbol] = (float(min(low, before)), float(max(high, before)))
         config = self.config
         fee = float(max(config.maker_fee, config.taker_fee))
         slip = float(config.slippage_bps) / 1e4
@@ -242,22 +236,27 @@ class MatchingCore(EngineCore):
                 scale[order.account_id] += notional
         return all(surplus[a] > _LIQUIDATION_SAFETY * (1 + scale[a]) for a in surplus)
 
-    def _candle_path(self, candle: Candle) -> list[Decimal]:
+    def _grid_ohlc(self, candle: Candle) -> _Ohlc:
+        """The candle's open, high, low and close on the tick grid (at least one tick), the
+        high and low widened to hold the open and close."""
         grid = self._grids.get(candle.symbol)
         if grid is None:
-            inst = self._instrument(candle.symbol).instrument
-            grid = self._grids[candle.symbol] = (inst, {})
+            grid = self._grids[candle.symbol] = (self._instrument(candle.symbol).instrument, {})
+        cache = grid[1]
+        get = cache.get
+        o = get(candle.open) or self._to_grid(grid, candle.open)
+        h = get(candle.high) or self._to_grid(grid, candle.high)
+        low = get(candle.low) or self._to_grid(grid, candle.low)
+        c = get(candle.close) or self._to_grid(grid, candle.close)
+        return o, max(h, o, c), min(low, o, c), c
+
+    @staticmethod
+    def _to_grid(grid: tuple[Instrument, dict[float, Decimal]], value: float) -> Decimal:
         inst, cache = grid
-        if len(cache) > _GRID_CACHE_SIZE:
+        if len(cache) >= _GRID_CACHE_SIZE:
             cache.clear()
-        prices = []
-        for value in (candle.open, candle.high, candle.low, candle.close):
-            price = cache.get(value)
-            if price is None:
-                price = cache[value] = max(inst.round_price(value), inst.tick_size)
-            prices.append(price)
-        o, h, low, c = prices
-        return candle_path(o, max(h, o, c), min(low, o, c), c)
+        price = cache[value] = max(inst.round_price(value), inst.tick_size)
+        return price
 
     def advance_time(self, ts: int) -> None:
         """Move the engine clock forward without a price change."""

@@ -27,7 +27,7 @@ def _minute(k: int, btc: tuple[float, ...], eth: tuple[float, ...]) -> list[Cand
 
 def _walking_everything(engine: SimEngine) -> SimEngine:
     """Make ``engine`` walk every symbol holding an order or a position, on every candle."""
-    engine._may_act = lambda symbol, path: True  # type: ignore[method-assign]
+    engine._may_act = lambda symbol, low, high: True  # type: ignore[method-assign]
     return engine
 
 
