@@ -39,6 +39,7 @@ entries, is the live one).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import tempfile
 import time
 from collections import deque
@@ -75,6 +76,9 @@ DAY_MS = 86_400_000
 EQUITY_EVERY_MS = 3_600_000  # the equity curve's sampling: hourly, and at the end
 RECONCILE_EVERY_S = 86_400.0
 TAIL_BATCH = 5_000
+# a replay allocates briskly and keeps little: the youngest collection runs every this many
+# allocations instead of 700, a tenth of the collector's time for the same garbage
+GC_YOUNG_OBJECTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,10 @@ class Backtest:
         engine, allocator = self.engine, self.allocator
         next_sample = spec.start_ms
         total = len(bars)
+        thresholds = gc.get_threshold()
+        gc.collect()
+        gc.freeze()  # the candles and cores built so far outlive the run: collections skip them
+        gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
         ahead = AheadStage(self.stage, bars) if self.parallel else None
         try:
             for done, (group, close, live) in enumerate(bars):
@@ -264,6 +272,8 @@ class Backtest:
         finally:
             if ahead is not None:
                 ahead.close()
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
         self.store.flush()  # the run's store is read from its file afterwards
         last = max(self.engine.now, spec.start_ms)
         run.equity.append((last, self.port.account().equity))
