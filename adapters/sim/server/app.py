@@ -37,6 +37,7 @@ T = TypeVar("T")
 WS_PATH = "/ws/v1"
 CLOCK_STEP_S = 0.05
 SAVE_INTERVAL_S = 1.0
+FEED_POLL_S = 0.2  # the feed loop's longest sleep (intervals changed meanwhile apply then)
 
 
 class SimServer:
@@ -89,16 +90,24 @@ class SimServer:
             self.venue.flush()
 
     async def _feed_loop(self) -> None:
+        """Periodic tickers and heartbeats (:mod:`adapters.sim.server.ws`), each dated with the
+        clock brought up to date first."""
+        hub = self.hub
         last_ticker = last_heartbeat = time.monotonic()
         while True:
-            await asyncio.sleep(0.2)
+            due = min(last_ticker + hub.ticker_interval, last_heartbeat + hub.heartbeat_period_s())
+            await asyncio.sleep(min(max(due - time.monotonic(), 0.0), FEED_POLL_S))
             now = time.monotonic()
-            if now - last_ticker >= self.hub.ticker_interval:
+            tickers = now - last_ticker >= hub.ticker_interval
+            heartbeat = now - last_heartbeat >= hub.heartbeat_period_s()
+            if tickers or heartbeat:
+                self.venue.tick()
+            if tickers:
                 last_ticker = now
-                self.hub.periodic_tickers()
-            if now - last_heartbeat >= self.hub.heartbeat_interval:
+                hub.periodic_tickers()
+            if heartbeat:
                 last_heartbeat = now
-                self.hub.heartbeat()
+                hub.heartbeat()
 
     # ------------------------------------------------------------------ connections
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -148,6 +157,7 @@ class SimServer:
 
     async def _respond(self, request: HttpRequest) -> HttpResponse | None:
         venue = self.venue
+        venue.tick()  # a request sees the venue as of its arrival, not of the last clock step
         if request.path.startswith(admin.PREFIX):
             return admin.handle(self, request)
         name = rest.endpoint_name(request.path)

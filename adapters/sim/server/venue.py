@@ -4,6 +4,11 @@ Everything here runs on the server's event-loop thread, one request at a time be
 the engine needs no lock. Whoever changes the engine calls :meth:`Venue.changed`, which persists
 the change (a journal entry, or now and then a snapshot: :mod:`adapters.sim.server.state`) and
 wakes the WebSocket publisher.
+
+At ``speed > 0`` the clock follows wall time: a background step moves it every few
+milliseconds, and :meth:`Venue.tick` is also called before each request is answered and before
+the periodic feed messages, so the venue a client sees is the venue *now*, as a real one is
+(a candle that closed since the last step is played first).
 """
 
 from __future__ import annotations

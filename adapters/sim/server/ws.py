@@ -6,10 +6,17 @@ session drives a :class:`websockets.server.ServerProtocol` directly: protocol pi
 by the protocol (ccxt.pro pings every 30 s), ``{"event":"ping"}`` gets ``{"event":"pong"}``.
 
 Public feeds: ``ticker`` (snapshot on subscribe, then on every price change and every
-``ticker_interval`` seconds), ``trade`` (``trade_snapshot`` newest first, then prints),
+``ticker_interval`` wall seconds), ``trade`` (``trade_snapshot`` newest first, then prints),
 ``book`` (one-level snapshot around the last price, then a fresh snapshot on each change),
-``heartbeat``. Private feeds after challenge auth: ``open_orders`` (and ``open_orders_verbose``),
-``fills``, ``open_positions``. A ``stale_feed`` fault silences a symbol's public feeds.
+``heartbeat`` (every ``heartbeat_interval`` seconds of the venue's clock). Private feeds after
+challenge auth: ``open_orders`` (and ``open_orders_verbose``), ``fills``, ``open_positions``. A
+``stale_feed`` fault silences a symbol's public feeds.
+
+Time: what a message is dated with is the venue's clock (``Venue.now_ms``), and the clock is
+brought up to date (:meth:`Venue.tick`) before the periodic messages go out, so every minute that
+closed by a message's time was played and printed before it. A client that closes minutes on the
+venue's time (our feed) therefore closes each minute soon after its end, before the next one is
+played, as it does against the venue.
 
 Market prints: each 1m bar played from a candle is printed on the ``trade`` feed along the
 engine's path (open, the two extremes, close at the engine's leg times, the bar's volume split
@@ -235,16 +242,16 @@ class Hub:
     def snapshot_public(self, session: Session, feed: str, symbol: str) -> None:
         if symbol in self.venue.faults.stale_symbols():
             return
-        engine = self.venue.engine
+        engine, now = self.venue.engine, self.venue.now_ms
         if feed in ("ticker", "ticker_lite"):
-            message = wsfeeds.ticker(engine, symbol)
+            message = wsfeeds.ticker(engine, symbol, now)
             session.send(message if feed == "ticker" else {**message, "feed": "ticker_lite"})
         elif feed == "trade":
             trades = list(reversed(self._trades.get(symbol, ())))
             session.send({"feed": "trade_snapshot", "product_id": symbol, "trades": trades})
         elif feed == "book":
             self._book_seq += 1
-            session.send(wsfeeds.book_snapshot(engine, symbol, self._book_seq))
+            session.send(wsfeeds.book_snapshot(engine, symbol, self._book_seq, now))
 
     def snapshot_private(self, session: Session, feed: str) -> None:
         engine, account = self.venue.engine, session.account
@@ -256,7 +263,7 @@ class Hub:
             rows = [self._fill_row(f) for f in engine.fills(account)[-100:]]
             session.send({"feed": "fills_snapshot", "account": account, "fills": rows})
         elif feed == "open_positions":
-            session.send(wsfeeds.positions_message(engine, account, engine.last_event_seq))
+            session.send(self._positions(account))
 
     def _fill_row(self, fill: SimFill) -> dict[str, Any]:
         return wsfeeds.fill_row(fill, wsfeeds.order_type_of(fill.order_kind))
@@ -326,8 +333,7 @@ class Hub:
                 }
                 self._private(order.account_id, "open_orders", message)
         for account in positions_for:
-            message = wsfeeds.positions_message(engine, account, engine.last_event_seq)
-            self._private(account, "open_positions", message)
+            self._private(account, "open_positions", self._positions(account))
         self._publish_bar_prints(stale)
         self._publish_prices(stale)
 
@@ -389,6 +395,10 @@ class Hub:
             )
         return prints
 
+    def _positions(self, account: str) -> dict[str, Any]:
+        engine = self.venue.engine
+        return wsfeeds.positions_message(engine, account, engine.last_event_seq, self.venue.now_ms)
+
     def _fills_message(self, fill: SimFill) -> dict[str, Any]:
         return {"feed": "fills", "username": fill.account_id, "fills": [self._fill_row(fill)]}
 
@@ -400,7 +410,7 @@ class Hub:
                 session.send(message)
 
     def _publish_prices(self, stale: set[str]) -> None:
-        engine = self.venue.engine
+        engine, now = self.venue.engine, self.venue.now_ms
         current = self._current_prices()
         for symbol, (last, mark) in current.items():
             prev_last, prev_mark = self._prices.get(symbol, (last, mark))
@@ -415,16 +425,24 @@ class Hub:
                 continue
             if last != prev_last:
                 self._public("trade", symbol, print_)
-            self._public("ticker", symbol, wsfeeds.ticker(engine, symbol))
+            self._public("ticker", symbol, wsfeeds.ticker(engine, symbol, now))
             self._book_seq += 1
-            self._public("book", symbol, wsfeeds.book_snapshot(engine, symbol, self._book_seq))
+            book = wsfeeds.book_snapshot(engine, symbol, self._book_seq, now)
+            self._public("book", symbol, book)
 
     def periodic_tickers(self) -> None:
         stale = self.venue.faults.stale_symbols()
-        engine = self.venue.engine
+        engine, now = self.venue.engine, self.venue.now_ms
         for symbol in engine.instruments:
             if symbol not in stale:
-                self._public("ticker", symbol, wsfeeds.ticker(engine, symbol))
+                self._public("ticker", symbol, wsfeeds.ticker(engine, symbol, now))
+
+    def heartbeat_period_s(self) -> float:
+        """Wall seconds between heartbeats: ``heartbeat_interval`` is in the venue's seconds (the
+        venue's own heartbeat comes every few seconds of its clock), so a faster clock beats
+        faster; at speed 0 (time moved by the admin API) it is taken as wall seconds."""
+        speed = self.venue.config.speed
+        return self.heartbeat_interval / speed if speed > 0 else self.heartbeat_interval
 
     def heartbeat(self) -> None:
         message = {"feed": "heartbeat", "time": self.venue.now_ms}

@@ -6,6 +6,11 @@ shape); a cancel is the bare ``{order_id, is_cancel: true, reason}`` shape. Mark
 ``trade`` feed are synthetic: one print at each new last price (taker side from the direction
 of the move, size a quarter of the current 1m bar's volume, at least one lot), plus the
 account fills as prints.
+
+Messages that say *when* they were sent (tickers' ``time``, book snapshots' and position
+messages' ``timestamp``) carry the venue's clock ``now``, as the venue's do; the engine's clock
+stays at the next candle's open between candles, so it would date them up to a minute early.
+Prints carry their trade's time.
 """
 
 from __future__ import annotations
@@ -20,19 +25,19 @@ from adapters.sim.server.render import n
 from domain.models import Side
 
 
-def ticker(engine: SimEngine, symbol: str) -> dict[str, Any]:
+def ticker(engine: SimEngine, symbol: str, now: int) -> dict[str, Any]:
     t = engine.ticker(symbol)
     lot = engine.instruments[symbol].instrument.lot_size
     change = (t.last - t.open24h) / t.open24h * 100 if t.open24h else Decimal(0)
     base = symbol.split("_")[1][:-3]
     return {
-        "time": engine.now,
+        "time": now,
         "product_id": symbol,
         "funding_rate": 0.0,
         "funding_rate_prediction": 0.0,
         "relative_funding_rate": 0.0,
         "relative_funding_rate_prediction": 0.0,
-        "next_funding_rate_time": engine.now - engine.now % 3_600_000 + 3_600_000,
+        "next_funding_rate_time": now - now % 3_600_000 + 3_600_000,
         "feed": "ticker",
         "bid": n(t.bid),
         "ask": n(t.ask),
@@ -59,13 +64,13 @@ def ticker(engine: SimEngine, symbol: str) -> dict[str, Any]:
     }
 
 
-def book_snapshot(engine: SimEngine, symbol: str, seq: int) -> dict[str, Any]:
+def book_snapshot(engine: SimEngine, symbol: str, seq: int, now: int) -> dict[str, Any]:
     t = engine.ticker(symbol)
     size = n(engine.instruments[symbol].instrument.lot_size * 100)
     return {
         "feed": "book_snapshot",
         "product_id": symbol,
-        "timestamp": engine.now,
+        "timestamp": now,
         "seq": seq,
         "tickSize": None,
         "bids": [{"price": n(t.bid), "qty": size}],
@@ -167,14 +172,14 @@ def position_row(p: PositionView, equity: Decimal) -> dict[str, Any]:
     }
 
 
-def positions_message(engine: SimEngine, account_id: str, seq: int) -> dict[str, Any]:
+def positions_message(engine: SimEngine, account_id: str, seq: int, now: int) -> dict[str, Any]:
     equity = engine.account(account_id).equity
     return {
         "feed": "open_positions",
         "account": account_id,
         "positions": [position_row(p, equity) for p in engine.positions(account_id)],
         "seq": seq,
-        "timestamp": engine.now,
+        "timestamp": now,
     }
 
 
