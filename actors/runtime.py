@@ -398,8 +398,8 @@ def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
 ) -> MarketDataFeed:
     history, relay = sinks
 
-    def warmup(symbol: str, timeframe: str, since: int) -> list[Candle]:
-        return port.ohlcv(symbol, timeframe, since)
+    def warmup(symbol: str, timeframe: str, since: int, until: int) -> list[Candle]:
+        return port.ohlcv(symbol, timeframe, since, until)
 
     def on_event(event: object) -> None:
         match event:

@@ -35,9 +35,13 @@ from domain.models import Candle
 
 log = structlog.get_logger(__name__)
 
-WarmupFn = Callable[[str, str, int], list[Candle]]
-"""``warmup(unified_symbol, timeframe, since_ms)``: every closed candle since ``since_ms``
-(oldest first; paging is its job). A candle still open may be included: it is ignored."""
+WarmupFn = Callable[[str, str, int, int], list[Candle]]
+"""``warmup(unified_symbol, timeframe, since_ms, until_ms)``: every candle that opened at or after
+``since_ms`` and closed by ``until_ms`` (the venue has closed every minute before it), oldest
+first; paging is its job. A later candle (one still forming) may be included: it is ignored.
+``until_ms`` is what tells a closed candle from a forming one: the newest candle the venue
+returns is not always the forming one (a venue that has no trade yet in the current minute
+returns none for it)."""
 
 
 def wall_ms() -> int:
@@ -212,7 +216,7 @@ class MarketDataFeed:
         try:
             for timeframe, since in request.plan.items():
                 history[timeframe] = await asyncio.to_thread(
-                    self._warmup, request.symbol, timeframe, since
+                    self._warmup, request.symbol, timeframe, since, request.until
                 )
         except Exception as exc:  # any REST failure: retry later, candles stay held
             log.warning("gap_repair_failed", symbol=request.symbol, error=repr(exc))

@@ -2,7 +2,8 @@
 
 A ready ``warmup`` for :class:`~adapters.marketdata.client.MarketDataFeed` that needs neither
 ccxt nor credentials: plain HTTP, pages of at most 2000 candles (the venue's cap) from
-``since`` on, oldest first. ``from``/``to`` are epoch seconds, ``time`` in the answer is ms.
+``since`` on, oldest first, up to the candles closed by ``until``. ``from``/``to`` are epoch
+seconds, ``time`` in the answer is ms.
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ PAGE = 2000
 
 
 class ChartsWarmup:
-    """``ChartsWarmup(base_url, {unified: product_id})(symbol, timeframe, since_ms)``."""
+    """``ChartsWarmup(base_url, {unified: product_id})(symbol, timeframe, since_ms, until_ms)``."""
 
     def __init__(self, base_url: str, symbols: Mapping[str, str], timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.symbols = dict(symbols)
         self.timeout_s = timeout_s
 
-    def __call__(self, symbol: str, timeframe: str, since_ms: int) -> list[Candle]:
+    def __call__(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> list[Candle]:
         step = timeframe_ms(timeframe)
         product = self.symbols[symbol]
         out: list[Candle] = []
         start = max(since_ms - since_ms % step, 0)
-        while True:
+        while start + step <= until_ms:
             first_s = start // 1000
             last_s = first_s + PAGE * step // 1000 - 1
             url = f"{self.base_url}/api/charts/v1/trade/{product}/{timeframe}"
@@ -39,10 +40,11 @@ class ChartsWarmup:
                 payload = json.loads(response.read())
             rows = payload.get("candles") or []
             page = [_candle(symbol, timeframe, row) for row in rows]
-            out.extend(c for c in page if c.open_time >= since_ms)
+            out.extend(c for c in page if since_ms <= c.open_time <= until_ms - step)
             if len(page) < PAGE and not payload.get("more_candles"):
-                return out
+                break
             start = page[-1].open_time + step if page else start + PAGE * step
+        return out
 
 
 def _candle(symbol: str, timeframe: str, row: Mapping[str, object]) -> Candle:

@@ -17,7 +17,7 @@ def test_backoff_grows_exponentially_with_jitter_and_is_bounded() -> None:
         "ws://127.0.0.1:9/ws/v1",
         SYMBOLS,
         timeframes=("1m",),
-        warmup=lambda symbol, timeframe, since: [],
+        warmup=lambda symbol, timeframe, since, until: [],
         on_event=lambda event: None,
         config=config,
         rng=random.Random(1),
@@ -34,7 +34,7 @@ def test_run_in_an_asyncio_program_and_stop(server: ServerHandle) -> None:
             server.ws_url,
             SYMBOLS,
             timeframes=("1m",),
-            warmup=lambda symbol, timeframe, since: [],
+            warmup=lambda symbol, timeframe, since, until: [],
             on_event=fresh.put_nowait,  # same loop: no thread hop needed
         )
         task = asyncio.create_task(feed.run())
