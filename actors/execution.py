@@ -143,6 +143,7 @@ class ExecutionCore:
         # one again to the finished position is a silent no-op, so the store is not asked again;
         # entries older than the overlap window are dropped (the store is asked if one returns)
         self._stored_fills: dict[str, tuple[str, int]] = {}
+        self._by_id: dict[str, Position] = {}  # registry positions found by id (checked on use)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -225,7 +226,14 @@ class ExecutionCore:
         self._out.extend((name, message) for name in destinations)
 
     def position_by_id(self, position_id: str) -> Position | None:
-        return next((p for p in self.registry.values() if p.id == position_id), None)
+        pos = self._by_id.get(position_id)  # remembered, and still the registry's
+        if pos is not None and self.registry.get(pos.symbol) is pos:
+            return pos
+        for pos in self.registry.values():
+            if pos.id == position_id:
+                self._by_id[position_id] = pos
+                return pos
+        return None
 
     def track(self, position_id: str) -> PositionTrack:
         """The bookkeeping of a live position (made on first use, dropped when it ends)."""
@@ -412,6 +420,7 @@ class ExecutionCore:
 
     def _finish(self, pos: Position, now: int) -> None:
         self.registry.pop(pos.symbol, None)
+        self._by_id.pop(pos.id, None)
         self._tracks.pop(pos.id, None)
         for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
             self.orders.cancel(pos.symbol, order.client_id, now)  # the rest of an entry included

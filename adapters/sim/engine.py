@@ -108,6 +108,9 @@ class SimEngine(MatchingCore):
     def account_ids(self) -> list[str]:
         return list(self._accounts)
 
+    def has_account(self, account_id: str) -> bool:
+        return account_id in self._accounts
+
     # ------------------------------------------------------------------ orders
     def send_order(
         self,

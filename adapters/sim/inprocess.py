@@ -267,7 +267,7 @@ class InProcessExchange:
         return read_with_retry(what, attempt, self.retry)
 
     def _require_account(self) -> None:
-        if self.account_id not in self.engine.account_ids():
+        if not self.engine.has_account(self.account_id):
             raise Fatal(f"sim: unknown account {self.account_id!r}")
 
     def _venue_symbol(self, symbol: str) -> str:

@@ -79,6 +79,8 @@ class FaultPlan:
 
     def take(self, kinds: Iterable[str], what: str) -> str | None:
         """Consume one hit of the first staged rule whose kind is in ``kinds``; its kind or None."""
+        if not self._rules:  # nothing staged (the usual case): no lock, no set
+            return None
         wanted = frozenset(kinds)
         with self._lock:
             for rule in self._rules:
