@@ -8,14 +8,26 @@ closed, and every stop stays at the exchange.
 Time: cores get the *venue's* time, not the wall clock. :class:`VenueClock` follows the latest
 venue timestamps seen on the feed and extrapolates between them at the venue's speed (1 for a
 real venue; the emulator may run faster), so signal expiry and entry timeouts mean the same in
-paper and live.
+paper and live. An estimate made from a message the venue dated earlier runs behind the venue,
+never ahead of it.
+
+The timer-driven cores (:data:`TICK_TARGETS`) are beaten as a backtest's clock beats them
+(:mod:`actors.backtest`), plus a regular beat for what happens between bars:
+
+- at each bar close, before the bar's candles reach the analyzers
+  (:mod:`actors.runtime_feed`);
+- when the venue's time reaches a core's ``deadline``: the allocator's collect window
+  (:class:`Ticker`);
+- every ``tick_interval_s`` of wall time (:class:`Ticker`): fills are polled and exposure
+  protected within that, whatever the bars do.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -43,26 +55,22 @@ from actors.core import (
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.history import HistoryWriter
 from actors.messages import (
-    CandleClosed,
-    FeedFresh,
-    FeedStale,
     KillSwitchChanged,
-    MarkPrice,
     SnapshotRequest,
     StopEntries,
     Tick,
 )
 from actors.protection import ProtectionCore
 from actors.risk import RiskCore
+from actors.runtime_feed import FeedRelay, start_feed
 from actors.supervisor import ChildSpec, Directory, Escalated, SupervisedActor, Supervisor
 from adapters.marketdata import MarketDataFeed
 from adapters.settings import Settings
 from domain.allocation import AllocatorParams
-from domain.models import Candle, Instrument
+from domain.models import Instrument
 from domain.ports import ExchangePort
 from domain.risk import RiskParams
 from domain.strategy import load_strategy
-from domain.timeframes import TIMEFRAME_MS
 from persistence.control import ControlInbox
 from persistence.store import PositionStore
 
@@ -127,16 +135,19 @@ class CoreActor(SupervisedActor):
     """Runs one core: messages in, the outbox out through the directory.
 
     The history writer (when there is one) sees every message the core sends that the audit
-    trail records, and takes the outbox entries addressed to ``history``.
+    trail records, and takes the outbox entries addressed to ``history``. A core that has a
+    ``deadline`` (venue ms: the allocator's collect window) after a message is handed to ``wake``
+    (:meth:`Ticker.wake_at`), so a beat comes when the venue's time reaches it.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the runtime's one call site names them
         self,
         build: Callable[[], Core],
         directory: Directory,
         clock: VenueClock,
         history: HistoryWriter | None = None,
         relay: AlertRelay | None = None,
+        wake: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
         self._build = build
@@ -144,6 +155,7 @@ class CoreActor(SupervisedActor):
         self._clock = clock
         self._history = history
         self._relay = relay
+        self._wake = wake
         self.core: Core | None = None
 
     def on_start_guarded(self) -> None:
@@ -162,6 +174,9 @@ class CoreActor(SupervisedActor):
             views = getattr(self.core, "views", None)
             return views() if callable(views) else None
         self._send(self.core.handle(message, now), now)
+        deadline = getattr(self.core, "deadline", None)
+        if isinstance(deadline, int) and self._wake is not None:
+            self._wake(deadline)
         return None
 
     def _send(self, outbox: Outbox, now: int) -> None:
@@ -186,26 +201,73 @@ class CoreActor(SupervisedActor):
 
 
 class Ticker(threading.Thread):
-    """Sends ``Tick`` to the timer-driven actors every ``interval_s`` of wall time."""
+    """Sends ``Tick`` to the timer-driven actors every ``interval_s`` of wall time, and once the
+    venue's time reaches a moment asked for with :meth:`wake_at`.
+
+    The wake-ups are for deadlines: the allocator's auction closes when its collect window ends
+    (on the first message at or after it), so it is beaten then rather than at the next regular
+    beat, a quarter of a second later in wall time: many venue seconds at a simulated venue's
+    speed, against the minute a bar gives to act before the next one. A backtest's clock beats
+    there too.
+    """
 
     def __init__(self, directory: Directory, clock: VenueClock, interval_s: float) -> None:
         super().__init__(name="bastion-ticker", daemon=True)
         self._directory = directory
         self._clock = clock
         self._interval_s = interval_s
-        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._wakes: list[int] = []  # a heap of venue times
+        self._stopped = False
+
+    def wake_at(self, venue_ms: int) -> None:
+        """Beat once the venue's time reaches ``venue_ms`` (from any thread; repeats are one)."""
+        with self._changed:
+            if venue_ms not in self._wakes:
+                heapq.heappush(self._wakes, venue_ms)
+                self._changed.notify()
 
     def run(self) -> None:
         started = time.monotonic()
-        while not self._stop.wait(self._interval_s):
+        beat_at = started + self._interval_s
+        while True:
+            with self._changed:
+                if not self._stopped:
+                    self._changed.wait(self._wait_s(beat_at))
+                if self._stopped:
+                    return
+                woken = self._pop_due()
+            if time.monotonic() >= beat_at:
+                beat_at = time.monotonic() + self._interval_s
+            elif not woken:
+                continue
             if not self._clock.observed and time.monotonic() - started < WAIT_FOR_VENUE_S:
                 continue  # wall time could be far from a simulated venue's: wait for the feed
             tick = Tick(self._clock.now())
             for name in TICK_TARGETS:
                 self._directory.tell(name, tick)
 
+    def _wait_s(self, beat_at: float) -> float:
+        """Wall seconds until the next beat or the first wake-up, whichever is sooner."""
+        wait = beat_at - time.monotonic()
+        if self._wakes:
+            ahead_ms = max(self._wakes[0] - self._clock.now(), 0)
+            wait = min(wait, ahead_ms / 1000 / max(self._clock.speed, 1e-9))
+        return max(wait, 0.0)
+
+    def _pop_due(self) -> bool:
+        """Drop the wake-ups the venue's time has reached; whether there were any."""
+        now = self._clock.now()
+        due = False
+        while self._wakes and self._wakes[0] <= now:
+            heapq.heappop(self._wakes)
+            due = True
+        return due
+
     def stop(self) -> None:
-        self._stop.set()
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
 
 
 @dataclass
@@ -241,6 +303,7 @@ class System:
     operations: Any = None  # its control layer (actors.operations.Operations)
     limits: Limits | None = None
     relay: AlertRelay | None = None  # alerts for the operators' chats
+    feed_relay: FeedRelay | None = None  # the feed's events to the actors (with the feed)
 
     def ask(self, name: str, fn: Callable[[Any], Any], timeout_s: float = 5.0) -> Any:
         return self.directory.ask(name, Call(fn), timeout_s=timeout_s)
@@ -250,6 +313,8 @@ class System:
         self.directory.tell(EXECUTION, StopEntries("shutdown"))
         if self.feed is not None:
             self.feed.stop()
+        if self.feed_relay is not None:
+            self.feed_relay.stop()
         self.ticker.stop()
         self.supervisor.stop()
         if self.history is not None:
@@ -354,10 +419,11 @@ def build_system(
         if on_escalate is not None:
             on_escalate(event)
 
+    ticker = Ticker(directory, clock, tick_interval_s)
     specs = [
         ChildSpec(
             name,
-            lambda b=build: CoreActor.start(b, directory, clock, history, relay),
+            lambda b=build: CoreActor.start(b, directory, clock, history, relay, ticker.wake_at),
             protected=name in (EXECUTION, PROTECTION),
         )
         for name, build in builders.items()
@@ -365,12 +431,21 @@ def build_system(
     supervisor = Supervisor(specs, on_escalate=escalate, directory=directory)
     supervisor.start_children()
 
-    feed = None
+    feed = feed_relay = None
     if ws_url is not None:
-        feed = _start_feed(
-            ws_url, universe, venue_ids, bias + entry, port, directory, clock, (history, relay)
+        feed_relay = FeedRelay(directory, TICK_TARGETS, barrier=Call(_nothing))
+        sinks = (history, relay)
+        feed = start_feed(
+            ws_url,
+            universe,
+            venue_ids,
+            bias + entry,
+            port,
+            directory,
+            clock.observe,
+            sinks,
+            feed_relay,
         )
-    ticker = Ticker(directory, clock, tick_interval_s)
     ticker.start()
     return System(
         supervisor,
@@ -383,49 +458,12 @@ def build_system(
         history=history,
         limits=limits,
         relay=relay,
+        feed_relay=feed_relay,
     )
 
 
-def _start_feed(  # noqa: PLR0917 - one call site, every argument distinct
-    ws_url: str,
-    universe: Sequence[str],
-    venue_ids: Mapping[str, str],
-    timeframes: Sequence[str],
-    port: ExchangePort,
-    directory: Directory,
-    clock: VenueClock,
-    sinks: tuple[HistoryWriter | None, AlertRelay | None],
-) -> MarketDataFeed:
-    history, relay = sinks
-
-    def warmup(symbol: str, timeframe: str, since: int, until: int) -> list[Candle]:
-        return port.ohlcv(symbol, timeframe, since, until)
-
-    def on_event(event: object) -> None:
-        match event:
-            case CandleClosed(symbol=symbol, timeframe=timeframe, candle=candle):
-                clock.observe(candle.open_time + TIMEFRAME_MS[timeframe])  # its close time
-                directory.tell(analyzer(symbol), event)
-                if history is not None:
-                    history.tell(event)
-            case MarkPrice(ts=ts):
-                clock.observe(ts)
-                directory.tell(PROTECTION, event)  # a widened stop is priced off the mark
-            case FeedStale(symbol=symbol) | FeedFresh(symbol=symbol):
-                directory.tell(analyzer(symbol), event)
-                directory.tell(RISK, event)
-                if relay is not None and isinstance(event, FeedStale):
-                    relay.tell(event)
-
-    feed = MarketDataFeed(
-        ws_url,
-        {s: venue_ids[s] for s in universe},
-        timeframes=sorted(set(timeframes) | {"1m"}),
-        warmup=warmup,
-        on_event=on_event,
-    )
-    feed.start()
-    return feed
+def _nothing(core: Core) -> None:
+    """A no-op for ``Call``: its answer says the messages before it were handled."""
 
 
 __all__ = [
