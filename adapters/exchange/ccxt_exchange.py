@@ -28,6 +28,7 @@ from adapters.exchange.convert import (
     dec,
     fill_from_trade,
     instrument_from_market,
+    marked_equity,
     order_from_ccxt,
     order_from_status_row,
     snapshot_from_position,
@@ -194,11 +195,13 @@ class CcxtExchange:
         if settle is None:
             raise Temporary(f"{self._id}: balance has no USD-like settlement currency")
         row = balance[settle]
+        equity, unrealized = marked_equity(balance, row)
         return AccountState(
             currency=settle,
-            equity=dec(row.get("total")),
+            equity=equity,
             available_margin=dec(row.get("free")),
             used_margin=dec(row.get("used")),
+            unrealized_pnl=unrealized,
             ts=int(balance.get("timestamp") or 0),
         )
 

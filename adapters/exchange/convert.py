@@ -52,6 +52,23 @@ def dec(value: Any) -> Decimal:
     return Decimal(0) if value is None else to_decimal(value)
 
 
+def marked_equity(balance: dict[str, Any], row: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """The account's equity with open positions at the mark, and their unrealized PnL.
+
+    ccxt's unified balance (``row``: the settlement currency's) holds the collateral, which
+    leaves out what open positions have won or lost. Kraken Futures' multi-collateral account
+    (``flex``, the one ccxt reads) states its value in the raw answer: ``portfolioValue``, the
+    balance value plus the unrealized PnL (``totalUnrealized``). Without it (other venues) the
+    unified total stands, with no PnL known.
+    """
+    info = balance.get("info")
+    accounts = info.get("accounts") if isinstance(info, dict) else None
+    flex = accounts.get("flex") if isinstance(accounts, dict) else None
+    if isinstance(flex, dict) and flex.get("portfolioValue") is not None:
+        return dec(flex["portfolioValue"]), dec(flex.get("totalUnrealized") or 0)
+    return dec(row.get("total")), Decimal(0)
+
+
 def opt_dec(value: Any) -> Decimal | None:
     return None if value is None else to_decimal(value)
 

@@ -80,6 +80,20 @@ def test_account_reports_equity_and_margin(port: ExchangePort) -> None:
     assert account.used_margin >= 0
 
 
+def test_equity_counts_open_positions_at_the_mark(venue: VenueHarness, port: ExchangePort) -> None:
+    """Equity is what the account is worth with its positions at the mark (balance plus their
+    unrealized PnL): what risk sizes from and the daily loss limit is measured on."""
+    long_btc(port, "c0", "0.1")
+    opened = port.account()
+    venue.set_price(BTC, D(51_000))
+    moved = port.account()
+    (position,) = [p for p in port.positions() if p.symbol == BTC]
+    assert position.unrealized_pnl > 0
+    assert moved.unrealized_pnl == position.unrealized_pnl
+    assert moved.equity - moved.unrealized_pnl == opened.equity - opened.unrealized_pnl
+    assert moved.equity > opened.equity
+
+
 def test_ohlcv_returns_closed_consecutive_candles(venue: VenueHarness, port: ExchangePort) -> None:
     venue.advance_minutes(20)
     now = venue.now_ms()
