@@ -14,13 +14,12 @@ If :meth:`PositionStore.commit` raises, the caller's in-memory position is ahead
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,6 +66,21 @@ def _b36(number: int) -> str:
             return out
 
 
+class _Transaction:
+    """The context manager of :meth:`PositionStore._tx` (one per store, reused)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: PositionStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._store._begin()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._store._end(kind is None)
+
+
 class PositionStore:
     """Persistence of positions, the order journal, fills and the transition log."""
 
@@ -79,6 +93,7 @@ class PositionStore:
         self.readonly = lock_fd is None
         self._batch = batch  # scratch store: transactions committed together (0: each alone)
         self._batched = 0  # transactions done since the last commit
+        self._transaction = _Transaction(self)
 
     # ----------------------------------------------------------------- opening
 
@@ -91,7 +106,8 @@ class PositionStore:
         ``readonly`` opens without the writer lock, for tools that only look (``status``).
         ``durable=False`` is for a scratch store whose loss in a crash costs nothing, such as a
         backtest's: it commits without waiting for the disk (``synchronous = OFF``), and each
-        transaction is a savepoint of a batch committed every ``SCRATCH_BATCH`` transactions
+        transaction is a savepoint (undo pages in memory, ``temp_store = MEMORY``) of a batch
+        committed every ``SCRATCH_BATCH`` transactions
         (and by :meth:`flush` and :meth:`close`). A transaction still applies whole or not at
         all, and this connection reads what it wrote; other readers see it once committed.
         """
@@ -146,37 +162,35 @@ class PositionStore:
 
     # ----------------------------------------------------------------- writing
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> _Transaction:
+        """``with self._tx() as db``: one transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreError(f"position store {self.path} is open read-only")
-        if self._batch:
-            yield from self._savepoint()
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        return self._transaction
 
-    def _savepoint(self) -> Iterator[sqlite3.Connection]:
-        """A scratch store's transaction: a savepoint in the open batch (see :meth:`open`)."""
+    def _begin(self) -> sqlite3.Connection:
         conn = self._conn
+        if not self._batch:
+            conn.execute("BEGIN IMMEDIATE")
+            return conn
+        # a scratch store's transaction: a savepoint in the open batch (see :meth:`open`)
         if not conn.in_transaction:
             conn.execute("BEGIN IMMEDIATE")
         conn.execute("SAVEPOINT tx")
-        try:
-            yield conn
-        except BaseException:
+        return conn
+
+    def _end(self, ok: bool) -> None:
+        conn = self._conn
+        if not self._batch:
+            conn.execute("COMMIT" if ok else "ROLLBACK")
+            return
+        if not ok:
             conn.execute("ROLLBACK TO tx")
-            conn.execute("RELEASE tx")
-            raise
         conn.execute("RELEASE tx")
-        self._batched += 1
-        if self._batched >= self._batch:
-            self.flush()
+        if ok:
+            self._batched += 1
+            if self._batched >= self._batch:
+                self.flush()
 
     def commit(self, position: Position, change: Change) -> int:
         """Persist ``change`` (already applied to ``position``); returns its transition seq."""
@@ -236,7 +250,7 @@ class PositionStore:
                     change.source.value if change.source else None,
                     change.dest.value,
                     change.at,
-                    _dump(change.detail),
+                    _dump(change.detail) if change.detail else "{}",
                 ),
             ).lastrowid
             assert seq is not None
@@ -535,6 +549,8 @@ def _connect(path: Path, *, readonly: bool, durable: bool = True) -> sqlite3.Con
             if str(mode).lower() != "wal":
                 raise StoreError(f"position store {path}: could not enable WAL (got {mode})")
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
+        if not durable:  # a scratch store's savepoints keep their undo pages in memory
+            conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt(f"position store {path} cannot be opened: {exc}") from None

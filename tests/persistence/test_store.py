@@ -295,6 +295,7 @@ def test_a_scratch_store_commits_in_batches_and_a_failed_change_still_leaves_not
 ) -> None:
     with PositionStore.open(db, durable=False) as scratch:
         assert scratch.pragma("synchronous") == 0  # OFF
+        assert scratch.pragma("temp_store") == 2  # MEMORY
         pos, opened = f.Position.open("s9", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
         scratch.commit(pos, opened)
         change = f.entry_fill(pos, "1")
