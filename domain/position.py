@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from transitions import Machine
@@ -508,8 +509,29 @@ class Position:
         )
 
 
+class PositionMachine(Machine):  # type: ignore[misc]
+    """The shared machine, binding to each position only what a position uses.
+
+    ``Machine.add_model`` also binds a method per trigger, a ``may_<trigger>`` per trigger and
+    an ``is_<state>`` per state to every model, about forty partials a position; positions use
+    none of them (their events call ``trigger(name)``; their state checks read ``current``),
+    and no position method is named ``on_enter_<state>``/``on_exit_<state>`` for the machine to
+    call. So a position gets ``trigger``, ``may_trigger`` and its state; the table, its
+    conditions and the transitions themselves are the library's as before.
+    """
+
+    def add_model(self, model: Any, initial: str | None = None) -> None:
+        for mod in model if isinstance(model, list) else [model]:
+            if mod in self.models:
+                continue
+            mod.trigger = partial(self._get_trigger, mod)
+            mod.may_trigger = partial(self._can_trigger, mod)
+            self.set_state(self.initial if initial is None else initial, model=mod)
+            self.models.append(mod)
+
+
 def _build_machine() -> Machine:
-    machine = Machine(
+    machine = PositionMachine(
         model=None,
         states=[s.value for s in State],
         initial=None,
