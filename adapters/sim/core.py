@@ -35,12 +35,14 @@ from adapters.sim.instruments import SimInstrument
 from adapters.sim.models import (
     USD,
     Bar,
+    CandleBar,
     Event,
     OrderKind,
     OrderState,
     Reason,
     SimFill,
     SimOrder,
+    as_bar,
     deterministic_uuid,
 )
 from domain.models import Instrument, Side
@@ -76,7 +78,8 @@ class EngineCore:
         self._events: list[Event] = []
         self._event_seq = 0
         self._counters: dict[str, int] = {"order": 0, "fill": 0, "priority": 0, "liq": 0}
-        self._bars: dict[str, list[Bar]] = {s: [] for s in instruments}
+        # one-minute bars, newest last: from ticks (Bar) or candles (CandleBar, gridded on read)
+        self._bars: dict[str, list[Bar | CandleBar]] = {s: [] for s in instruments}
         self._liquidity: dict[str, Decimal | None] = {}
         # per symbol: its instrument and candle prices already put on its grid
         self._grids: dict[str, tuple[Instrument, dict[float, Decimal]]] = {}
@@ -422,7 +425,7 @@ class EngineCore:
         bars = self._bars[symbol]
         bucket = self.now - self.now % MINUTE_MS
         if bars and bars[-1].open_time == bucket:
-            bar = bars[-1]
+            bar = as_bar(bars[-1])
             bars[-1] = replace(
                 bar,
                 high=max(bar.high, price),
@@ -433,7 +436,7 @@ class EngineCore:
         elif not bars or bars[-1].open_time < bucket:
             self._append_bar(symbol, Bar(bucket, price, price, price, price, volume))
 
-    def _append_bar(self, symbol: str, bar: Bar) -> None:
+    def _append_bar(self, symbol: str, bar: Bar | CandleBar) -> None:
         bars = self._bars[symbol]
         if bars and bars[-1].open_time == bar.open_time:
             bars[-1] = bar

@@ -59,6 +59,7 @@ from adapters.sim.models import (
     Status,
     Ticker,
     TriggerSignal,
+    as_bar,
 )
 from adapters.sim.snapshot import restore_state, snapshot_state
 from domain.errors import PrecisionError
@@ -338,7 +339,7 @@ class SimEngine(MatchingCore):
     def ohlcv(self, symbol: str, since: int | None = None, until: int | None = None) -> list[Bar]:
         """One-minute bars kept by the engine (from candles and ticks), oldest first."""
         return [
-            b
+            as_bar(b)
             for b in self._bars[symbol]
             if (since is None or b.open_time >= since) and (until is None or b.open_time <= until)
         ]

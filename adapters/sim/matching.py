@@ -27,7 +27,7 @@ from decimal import Decimal
 
 from adapters.sim.accounts import ZERO
 from adapters.sim.core import EngineCore
-from adapters.sim.models import Bar, OrderKind, Reason, SimFill, SimOrder, TriggerSignal
+from adapters.sim.models import CandleBar, OrderKind, Reason, SimFill, SimOrder, TriggerSignal
 from domain.models import Candle, Instrument, Side
 from domain.precision import Number, Rounding, to_decimal
 
@@ -132,28 +132,29 @@ class MatchingCore(EngineCore):
                 raise ValueError("candles of one call must share open_time")
         if start < self.now:
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
-        bars = [self._grid_ohlc(candle) for candle in candles]
         books = self._open
         held = {s for (_, s), p in self._positions.items() if p.qty}
         active = [
-            (candle, bar)
-            for candle, bar in zip(candles, bars, strict=True)
+            (candle, self._grid_ohlc(candle))
+            for candle in candles
             if books[candle.symbol] or candle.symbol in held
         ]
         first = len(self._fills)
         walk = [(c, bar) for c, bar in active if self._may_act(c.symbol, bar[2], bar[1])]
-        if len(walk) < len(active) and not self._liquidation_ruled_out(candles, bars):
+        if len(walk) < len(active) and not self._liquidation_ruled_out(active):
             walk = active
         if walk:
             self._walk(start, [(c, candle_path(*bar)) for c, bar in walk])
         self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
         walked = {c.symbol for c, _ in walk}
-        last, mark = self._last, self._mark
-        for candle, (o, h, low, c) in zip(candles, bars, strict=True):
+        closes = {c.symbol: bar[3] for c, bar in active}
+        last, mark, grid = self._last, self._mark, self._grid_ohlc
+        for candle in candles:
             symbol = candle.symbol
             if symbol not in walked:
-                last[symbol] = mark[symbol] = c
-            self._append_bar(symbol, Bar(start, o, h, low, c, to_decimal(candle.volume)))
+                close = closes.get(symbol)
+                last[symbol] = mark[symbol] = close or self._grid_close(candle)
+            self._append_bar(symbol, CandleBar(start, candle, grid))
         return self._fills[first:]
 
     def _walk(self, start: int, walk: list[tuple[Candle, list[Decimal]]]) -> None:
@@ -181,7 +182,7 @@ class MatchingCore(EngineCore):
         orders = self._orders
         return any(may_act(orders[oid], low, high) for oid in self._open[symbol])
 
-    def _liquidation_ruled_out(self, candles: Sequence[Candle], bars: Sequence[_Ohlc]) -> bool:
+    def _liquidation_ruled_out(self, active: Sequence[tuple[Candle, _Ohlc]]) -> bool:
         """True when no account can reach its liquidation while these candles are walked.
 
         An account is liquidated when its margin surplus (balance plus every position's
@@ -195,7 +196,7 @@ class MatchingCore(EngineCore):
         if not self.config.liquidation:
             return True
         ranges: dict[str, tuple[float, float]] = {}
-        for candle, (_, high, low, _) in zip(candles, bars, strict=True):
+        for candle, (_, high, low, _) in active:  # symbols outside it hold nothing
             before = self._mark[candle.symbol]
             ranges[candle.symbol] = (float(min(low, before)), float(max(high, before)))
         config = self.config
@@ -249,6 +250,13 @@ class MatchingCore(EngineCore):
         low = get(candle.low) or self._to_grid(grid, candle.low)
         c = get(candle.close) or self._to_grid(grid, candle.close)
         return o, max(h, o, c), min(low, o, c), c
+
+    def _grid_close(self, candle: Candle) -> Decimal:
+        """The candle's close on the tick grid (as :meth:`_grid_ohlc` gives it)."""
+        grid = self._grids.get(candle.symbol)
+        if grid is None:
+            grid = self._grids[candle.symbol] = (self._instrument(candle.symbol).instrument, {})
+        return grid[1].get(candle.close) or self._to_grid(grid, candle.close)
 
     @staticmethod
     def _to_grid(grid: tuple[Instrument, dict[float, Decimal]], value: float) -> Decimal:

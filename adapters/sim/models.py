@@ -15,7 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from domain.models import Fill, Side
+from domain.models import Candle, Fill, Side
+from domain.precision import to_decimal
 
 USD = "USD"
 
@@ -350,6 +351,62 @@ class Event:
             symbol=data["symbol"],
             data=data["data"],
         )
+
+
+class CandleBar:
+    """A one-minute bar recorded from a candle, its prices put on the grid when first read.
+
+    Reads like a :class:`Bar` (``open_time``, ``open`` ... ``volume``, ``to_list``); ``bar()``
+    is that :class:`Bar`. A replay walks a million candles and reads none of their bars, so
+    the engine keeps the candle and the function that grids it, not the four prices.
+    """
+
+    __slots__ = ("_bar", "_candle", "_grid", "open_time")
+
+    def __init__(
+        self,
+        open_time: int,
+        candle: Candle,
+        grid: Callable[[Candle], tuple[Decimal, Decimal, Decimal, Decimal]],
+    ) -> None:
+        self.open_time = open_time
+        self._candle = candle
+        self._grid = grid
+        self._bar: Bar | None = None
+
+    def bar(self) -> Bar:
+        bar = self._bar
+        if bar is None:
+            o, h, low, c = self._grid(self._candle)
+            bar = self._bar = Bar(self.open_time, o, h, low, c, to_decimal(self._candle.volume))
+        return bar
+
+    @property
+    def open(self) -> Decimal:
+        return self.bar().open
+
+    @property
+    def high(self) -> Decimal:
+        return self.bar().high
+
+    @property
+    def low(self) -> Decimal:
+        return self.bar().low
+
+    @property
+    def close(self) -> Decimal:
+        return self.bar().close
+
+    @property
+    def volume(self) -> Decimal:
+        return self.bar().volume
+
+    def to_list(self) -> list[Any]:
+        return self.bar().to_list()
+
+
+def as_bar(bar: Bar | CandleBar) -> Bar:
+    return bar if isinstance(bar, Bar) else bar.bar()
 
 
 @dataclass(frozen=True, slots=True)
