@@ -25,6 +25,9 @@ Decisions:
 - Aggregated history starts at ``coverage``, the bucket of the largest timeframe holding the
   first repair's ``until``: REST gives the higher-timeframe candles before it (all closed),
   1m candles from it on are aggregated here.
+- **Order.** Live candles come out in the order of their closes, and candles that close at the
+  same moment longest timeframe first (the 4h bar, then the 15m, then the 1m at 12:00), so an
+  analysis at a bar's close sees every bar that closed with it, as a backtest's does.
 """
 
 from __future__ import annotations
@@ -214,7 +217,7 @@ class CandleBuilder:
         if not self._pending and self._live_from is not None:  # suspended: 1m history has a hole
             for agg in self._aggs:
                 self._emit_aggregated(agg.advance(watermark), out)
-        return out
+        return _in_close_order(out)
 
     # ------------------------------------------------------------------ repair
     def suspend(self) -> None:
@@ -292,11 +295,12 @@ class CandleBuilder:
             return out
         self._pending = False
         held, self._held = self._held, []
+        released: list[CandleClosed] = []
         for candle in held:
-            self._emit_1m(candle, "live", out)
+            self._emit_1m(candle, "live", released)
         for agg in self._aggs:
-            self._emit_aggregated(agg.advance(self._watermark), out)
-        return out
+            self._emit_aggregated(agg.advance(self._watermark), released)
+        return out + _in_close_order(released)
 
     # ------------------------------------------------------------------ output
     def _normalise(self, candle: Candle, timeframe: str) -> Candle:
@@ -327,3 +331,13 @@ class CandleBuilder:
 
 def _open_time(candle: Candle) -> int:
     return candle.open_time
+
+
+def _in_close_order(events: list[CandleClosed]) -> list[CandleClosed]:
+    """By close time; at the same close, the longest timeframe first (module docstring)."""
+
+    def key(event: CandleClosed) -> tuple[int, int]:
+        step = timeframe_ms(event.timeframe)
+        return event.candle.open_time + step, -step
+
+    return sorted(events, key=key) if len(events) > 1 else events

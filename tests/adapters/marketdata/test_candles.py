@@ -88,9 +88,13 @@ def test_higher_timeframes_aggregate_closed_minutes_on_utc_boundaries() -> None:
     assert ohlcv([e for e in out if e.timeframe == "1h"]) == [
         ("1h", T0, 100.0, 159.0, 100.0, 159.0, 60.0)
     ]
-    # each higher candle follows the 1m candle that completed it
+    # candles closing together come longest first: an analysis at the 1m close of 01:00 sees
+    # the hour and the 5 minutes that closed with it
+    closes = [(e.candle.open_time + timeframe_ms(e.timeframe), e.timeframe) for e in out]
+    assert closes == sorted(closes, key=lambda c: (c[0], -timeframe_ms(c[1])))
     index = {(e.timeframe, e.candle.open_time): i for i, e in enumerate(out)}
-    assert index[("5m", T0)] > index[("1m", T0 + 4 * M)]
+    assert index[("1h", T0)] < index[("5m", T0 + 55 * M)] < index[("1m", T0 + 59 * M)]
+    assert index[("1m", T0 + 59 * M)] == index[("1h", T0)] + 2
 
 
 @pytest.mark.parametrize("timeframe", ["5m", "15m", "1h", "4h", "1d"])
