@@ -183,8 +183,9 @@ def test_a_core_is_beaten_when_the_venue_reaches_its_deadline(directory: Directo
         entries = log.wait_for(2 + len(TICK_TARGETS))  # signal, closed, a tick for each
     finally:
         ticker.stop()
-    (_, _, opened), (_, closed, at) = entries[:2]
-    assert closed == "closed"
+    mine = [(m, now) for n, m, now in entries if n == core.name]
+    (signal, opened), (closed, at) = mine[:2]
+    assert (signal, closed) == ("signal", "closed")
     assert at >= opened + 2_000
     assert sorted(n for n, m, _ in entries if isinstance(m, Tick)) == sorted(TICK_TARGETS)
     assert core.deadline is None
