@@ -5,6 +5,7 @@ Kept apart from :mod:`domain.position` (the machine and the events) so each stay
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -22,6 +23,7 @@ def client_order_id(position_id: str, role: OrderRole, attempt: int) -> str:
     return f"{CLIENT_ID_PREFIX}-{position_id}-{role.value}-{attempt}"
 
 
+@functools.lru_cache(maxsize=4096)  # ids come back with every fill and order read
 def parse_client_order_id(client_id: str) -> tuple[str, OrderRole, int] | None:
     """Inverse of :func:`client_order_id`; ``None`` for ids Bastion did not make."""
     if not client_id.startswith(CLIENT_ID_PREFIX + "-"):
@@ -29,11 +31,13 @@ def parse_client_order_id(client_id: str) -> tuple[str, OrderRole, int] | None:
     parts = client_id[len(CLIENT_ID_PREFIX) + 1 :].rsplit("-", 2)
     if len(parts) != 3 or not parts[2].isdigit():
         return None
-    try:
-        role = OrderRole(parts[1])
-    except ValueError:
+    role = _ROLES.get(parts[1])
+    if role is None:
         return None
     return parts[0], role, int(parts[2])
+
+
+_ROLES = {role.value: role for role in OrderRole}
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,10 @@ def to_step(value: Number, step: Number, rounding: Rounding) -> Decimal:
     if decade is not None and type(value) is float and getcontext().prec >= _FLOAT_DIGITS:
         # a float's shortest repr has at most 17 digits, so dividing it by a power of ten is
         # exact and the rounding below is the only one: quantizing to the step is the same
-        return to_decimal(value).quantize(decade, rounding=mode)
+        exact = Decimal(repr(value))
+        if not exact.is_finite():
+            raise PrecisionError(f"not a finite number: {value!r}")
+        return exact.quantize(decade, rounding=mode)
     units = (to_decimal(value) / step_d).quantize(_ONE, rounding=mode)
     result = units * step_d
     if quantum is not None:

@@ -140,15 +140,19 @@ class SimEngine(MatchingCore):
         if symbol not in self.instruments:
             return self._reject(Status.CONTRACT_NOT_FOUND, account_id, request)
         try:
-            kind = OrderKind(order_type)
+            kind = order_type if type(order_type) is OrderKind else OrderKind(order_type)
         except ValueError:
             return self._reject(Status.INVALID_ORDER_TYPE, account_id, request)
         try:
-            side_ = Side(side)
+            side_ = side if type(side) is Side else Side(side)
         except ValueError:
             return self._reject(Status.INVALID_SIDE, account_id, request)
         try:
-            signal = TriggerSignal(trigger_signal)
+            signal = (
+                trigger_signal
+                if type(trigger_signal) is TriggerSignal
+                else TriggerSignal(trigger_signal)
+            )
         except ValueError:
             return self._reject(Status.INVALID_ARGUMENT, account_id, request)
         qty = self._valid_qty(symbol, size)
