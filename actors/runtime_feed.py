@@ -11,13 +11,13 @@ sees goes through :class:`FeedRelay`, which delivers it from its own thread in t
   the venue's time of that bar close) first makes the bar close a beat of the clock: the
   timer-driven actors get a ``Tick``, and the candle waits until execution has handled its one.
   Execution then has applied the fills of the bar, protected new exposure, cancelled expired
-  entries and read the account, and what that tells allocator and risk is in their mailboxes
-  before the signals the candle may raise. A backtest's clock beats the same way
-  (:mod:`actors.backtest`: a ``Tick`` at each bar close, before the closed candles reach the
-  analyzers), so paper and live take each bar's decisions on the account as it stood at the
-  bar's close. Execution's ``Tick`` is *told* (a failure in it fails the actor, as a timer beat
-  does) and then a no-op is *asked* behind it; a slow or restarting execution delays the
-  candles by at most ``close_tick_timeout_s``, never drops them;
+  entries and, when its timer says so, read the account; what that tells allocator and risk is
+  in their mailboxes before the signals the candle may raise. A backtest's clock beats the same
+  way (:mod:`actors.backtest`: a ``Tick`` at each bar close, before the closed candles reach the
+  analyzers), so paper and live decide on each bar with its positions as the bar left them.
+  Execution's ``Tick`` is *told* (a failure in it fails the actor, as a timer beat does) and
+  then a no-op is *asked* behind it; a slow or restarting execution delays the candles by at
+  most ``close_tick_timeout_s``, never drops them;
 - candles then go to their symbol's analyzer; stale and fresh reports to the analyzer and risk.
 
 Candles from REST (warm-up, gap repair) are history: they beat nothing.
