@@ -37,6 +37,7 @@ from adapters.sim.models import (
     Bar,
     CandleBar,
     Event,
+    LazyPrices,
     OrderKind,
     OrderState,
     Reason,
@@ -67,10 +68,12 @@ class EngineCore:
         self.seed = seed
         self.instruments = dict(instruments)
         self.now = start_ts
-        self._last: dict[str, Decimal] = {s: i.start_price for s, i in instruments.items()}
-        self._mark: dict[str, Decimal] = dict(self._last)
+        start = {s: i.start_price for s, i in instruments.items()}
+        self._last = LazyPrices(start, self._grid_price)
+        self._mark = LazyPrices(start, self._grid_price)
         self._accounts: dict[str, AccountRecord] = {}
         self._positions: dict[tuple[str, str], Position] = {}
+        self._held: dict[str, list[Position]] = {}  # account -> open positions (a cache)
         self._orders: dict[str, SimOrder] = {}
         self._open: dict[str, dict[str, None]] = {s: {} for s in instruments}
         self._closed: deque[str] = deque()
@@ -173,11 +176,26 @@ class EngineCore:
         return total
 
     def _account_positions(self, account_id: str) -> list[Position]:
-        return [p for (a, _), p in self._positions.items() if a == account_id and p.qty != 0]
+        """The account's open positions, in the order of ``_positions`` (remembered until a
+        position changes: :meth:`_set_position`)."""
+        held = self._held.get(account_id)
+        if held is None:
+            held = self._held[account_id] = [
+                p for (a, _), p in self._positions.items() if a == account_id and p.qty != 0
+            ]
+        return held
 
-    def account(self, account_id: str) -> AccountView:
-        """Balance, equity and margin of an account (model in :mod:`adapters.sim.accounts`)."""
-        record = self._accounts[account_id]
+    def _set_position(self, key: tuple[str, str], position: Position) -> None:
+        self._positions[key] = position
+        self._held.clear()
+
+    def _grid_price(self, symbol: str, value: float) -> Decimal:
+        """A price on the symbol's tick grid, at least one tick (overridden by matching)."""
+        inst = self._instrument(symbol).instrument
+        return max(inst.round_price(value), inst.tick_size)
+
+    def _exposure(self, account_id: str) -> tuple[Decimal, Decimal, Decimal]:
+        """Unrealized PnL, initial and maintenance margin of the account's positions."""
         unrealized = initial = maintenance = ZERO
         for pos in self._account_positions(account_id):
             spec = self._instrument(pos.symbol)
@@ -186,6 +204,18 @@ class EngineCore:
             unrealized += pos.unrealized(mark, contract)
             initial += self._margin(account_id, pos.symbol, pos.qty, mark)
             maintenance += abs(pos.qty) * contract * mark * spec.maintenance_margin_rate
+        return unrealized, initial, maintenance
+
+    def _available_margin(self, account_id: str) -> Decimal:
+        """What :meth:`account` gives as ``available_margin``, without the rest of the view."""
+        unrealized, initial, _ = self._exposure(account_id)
+        equity = self._accounts[account_id].balance + unrealized
+        return equity - initial - self._order_margin(account_id)
+
+    def account(self, account_id: str) -> AccountView:
+        """Balance, equity and margin of an account (model in :mod:`adapters.sim.accounts`)."""
+        record = self._accounts[account_id]
+        unrealized, initial, maintenance = self._exposure(account_id)
         equity = record.balance + unrealized
         order_margin = self._order_margin(account_id)
         return AccountView(
@@ -302,7 +332,7 @@ class EngineCore:
             ts=self.now,
             entry_quantum=spec.instrument.tick_size.scaleb(-8),
         )
-        self._positions[key] = position
+        self._set_position(key, position)
         record = self._accounts[order.account_id]
         record.balance += realized - fee
         record.realized_pnl += realized

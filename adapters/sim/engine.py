@@ -441,8 +441,7 @@ class SimEngine(MatchingCore):
         signed = order.remaining if order.side is Side.BUY else -order.remaining
         if not order.reduce_only and abs(pos + signed) > spec.max_position_size:
             return Status.MAX_POSITION
-        view = self.account(order.account_id)
-        available = view.available_margin
+        available = self._available_margin(order.account_id)
         if replacing is not None and not replacing.reduce_only:
             available += self._margin(
                 order.account_id,

@@ -153,7 +153,11 @@ class MatchingCore(EngineCore):
             symbol = candle.symbol
             if symbol not in walked:
                 close = closes.get(symbol)
-                last[symbol] = mark[symbol] = close or self._grid_close(candle)
+                if close is not None:
+                    last[symbol] = mark[symbol] = close
+                else:  # holds nothing: its prices are put on the grid when read
+                    last.defer(symbol, candle.close)
+                    mark.defer(symbol, candle.close)
             self._append_bar(symbol, CandleBar(start, candle, grid))
         return self._fills[first:]
 
@@ -251,12 +255,12 @@ class MatchingCore(EngineCore):
         c = get(candle.close) or self._to_grid(grid, candle.close)
         return o, max(h, o, c), min(low, o, c), c
 
-    def _grid_close(self, candle: Candle) -> Decimal:
-        """The candle's close on the tick grid (as :meth:`_grid_ohlc` gives it)."""
-        grid = self._grids.get(candle.symbol)
+    def _grid_price(self, symbol: str, value: float) -> Decimal:
+        """A candle price on the tick grid (as :meth:`_grid_ohlc` puts it there)."""
+        grid = self._grids.get(symbol)
         if grid is None:
-            grid = self._grids[candle.symbol] = (self._instrument(candle.symbol).instrument, {})
-        return grid[1].get(candle.close) or self._to_grid(grid, candle.close)
+            grid = self._grids[symbol] = (self._instrument(symbol).instrument, {})
+        return grid[1].get(value) or self._to_grid(grid, value)
 
     @staticmethod
     def _to_grid(grid: tuple[Instrument, dict[float, Decimal]], value: float) -> Decimal:

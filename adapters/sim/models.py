@@ -9,7 +9,7 @@ it back. Status strings are the venue's (API-FACTS.md section 2b and 4.3).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -407,6 +407,50 @@ class CandleBar:
 
 def as_bar(bar: Bar | CandleBar) -> Bar:
     return bar if isinstance(bar, Bar) else bar.bar()
+
+
+class LazyPrices(dict[str, Decimal]):
+    """Prices by symbol, where a symbol's may be left as a candle's float close
+    (:meth:`defer`) and put on the grid by ``grid(symbol, close)`` when first read.
+
+    A replay moves every symbol's last and mark price on every candle, yet reads the prices of
+    symbols holding nothing only when an order is placed on them. Reads go through the
+    subscript; before iterating, :meth:`settle` grids whatever is still deferred.
+    """
+
+    __slots__ = ("_deferred", "_grid")
+
+    def __init__(
+        self, prices: Mapping[str, Decimal], grid: Callable[[str, float], Decimal]
+    ) -> None:
+        super().__init__(prices)
+        self._deferred: dict[str, float] = {}
+        self._grid = grid
+
+    def defer(self, symbol: str, close: float) -> None:
+        self._deferred[symbol] = close
+        dict.pop(self, symbol, None)
+
+    def __missing__(self, symbol: str) -> Decimal:
+        close = self._deferred.pop(symbol, None)
+        if close is None:
+            raise KeyError(symbol)
+        price = self[symbol] = self._grid(symbol, close)
+        return price
+
+    def reset(self, prices: Mapping[str, Decimal]) -> None:
+        """Hold exactly ``prices``, nothing deferred (a restored engine's)."""
+        self._deferred.clear()
+        self.clear()
+        self.update(prices)
+
+    def settle(self) -> None:
+        """Grid every deferred price (a later assignment wins over a deferred close)."""
+        for symbol in list(self._deferred):
+            if dict.__contains__(self, symbol):
+                del self._deferred[symbol]
+            else:
+                self[symbol]
 
 
 @dataclass(frozen=True, slots=True)

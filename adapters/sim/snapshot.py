@@ -28,6 +28,8 @@ E = TypeVar("E", bound="SimEngine")
 
 
 def snapshot_state(engine: SimEngine) -> dict[str, Any]:
+    engine._last.settle()
+    engine._mark.settle()
     return {
         "version": STATE_VERSION,
         "seed": engine.seed,
@@ -58,14 +60,14 @@ def restore_state(cls: type[E], state: Mapping[str, Any]) -> E:
         seed=int(state["seed"]),
         start_ts=int(state["now"]),
     )
-    engine._last = {s: Decimal(p) for s, p in state["last"].items()}
-    engine._mark = {s: Decimal(p) for s, p in state["mark"].items()}
+    engine._last.reset({s: Decimal(p) for s, p in state["last"].items()})
+    engine._mark.reset({s: Decimal(p) for s, p in state["mark"].items()})
     for item in state["accounts"]:
         record = AccountRecord.from_dict(item)
         engine._accounts[record.account_id] = record
     for item in state["positions"]:
         pos = Position.from_dict(item)
-        engine._positions[(pos.account_id, pos.symbol)] = pos
+        engine._set_position((pos.account_id, pos.symbol), pos)
     orders = [SimOrder.from_dict(item) for item in state["orders"]]
     for order in orders:
         engine._orders[order.order_id] = order

@@ -75,6 +75,8 @@ class JournaledEngine(SimEngine):
         first_new = len(events)
         while first_new > 0 and events[first_new - 1].seq > since:
             first_new -= 1
+        self._last.settle()
+        self._mark.settle()
         delta = {
             "now": self.now,
             "last": {s: str(p) for s, p in self._last.items()},
@@ -93,8 +95,8 @@ class JournaledEngine(SimEngine):
     def apply_delta(self, delta: dict[str, Any]) -> None:
         """Replay one :meth:`delta` result on the engine it was taken after."""
         self.now = int(delta["now"])
-        self._last = {s: Decimal(p) for s, p in delta["last"].items()}
-        self._mark = {s: Decimal(p) for s, p in delta["mark"].items()}
+        self._last.reset({s: Decimal(p) for s, p in delta["last"].items()})
+        self._mark.reset({s: Decimal(p) for s, p in delta["mark"].items()})
         self._accounts = {}
         for item in delta["accounts"]:
             record = AccountRecord.from_dict(item)
@@ -102,7 +104,7 @@ class JournaledEngine(SimEngine):
         self._positions = {}
         for item in delta["positions"]:
             pos = Position.from_dict(item)
-            self._positions[(pos.account_id, pos.symbol)] = pos
+            self._set_position((pos.account_id, pos.symbol), pos)
         for item in delta["stored"]:
             SimEngine._store(self, SimOrder.from_dict(item))
         self._fills.extend(SimFill.from_dict(item) for item in delta["fills"])
