@@ -86,6 +86,10 @@ class EngineCore:
         self._liquidity: dict[str, Decimal | None] = {}
         # per symbol: its instrument and candle prices already put on its grid
         self._grids: dict[str, tuple[Instrument, dict[float, Decimal]]] = {}
+        # the liquidation bound's float terms of positions and orders, by key (matching), and
+        # its fee, slippage and impact rates
+        self._bound_terms: dict[Any, tuple[Any, float, float, float]] = {}
+        self._rates: tuple[float, float, float] | None = None
         # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
         # last computed for liquidation prices (see _liquidation_price)
         self._liq_terms: dict[

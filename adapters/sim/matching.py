@@ -36,6 +36,7 @@ _GRID_CACHE_SIZE = 65_536  # prices put on the tick grid, remembered per symbol
 # the share of an account's balance and notional its worst-case margin surplus must keep for a
 # candle walk to be ruled liquidation-free (far above float error; costs only a walk)
 _LIQUIDATION_SAFETY = 1e-6
+_BOUND_TERMS_KEPT = 4096  # positions' and orders' float terms remembered for the bound
 
 
 def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
@@ -203,43 +204,65 @@ class MatchingCore(EngineCore):
         for candle, (_, high, low, _) in active:  # symbols outside it hold nothing
             before = self._mark[candle.symbol]
             ranges[candle.symbol] = (float(min(low, before)), float(max(high, before)))
-        config = self.config
-        fee = float(max(config.maker_fee, config.taker_fee))
-        slip = float(config.slippage_bps) / 1e4
-        impact = float(config.impact_bps_per_million) / 1e10  # per USD of notional
+        fee, slip, impact = self._bound_rates()
         surplus: dict[str, float] = {a: float(r.balance) for a, r in self._accounts.items()}
         scale = {a: abs(v) for a, v in surplus.items()}
-        for (account_id, symbol), pos in self._positions.items():
+        terms = self._bound_terms
+        for key, pos in self._positions.items():
             if not pos.qty:
                 continue
-            spec = self._instrument(symbol)
-            mark = float(self._mark[symbol])
-            low, high = ranges.get(symbol, (mark, mark))
-            size = float(pos.qty) * float(spec.instrument.contract_size)
+            known = terms.get(key)  # positions are immutable: the same object, the same terms
+            if known is None or known[0] is not pos:
+                spec = self._instrument(pos.symbol)
+                size = float(pos.qty) * float(spec.instrument.contract_size)
+                mmr = float(spec.maintenance_margin_rate)
+                known = terms[key] = (pos, size, float(pos.entry_price), mmr)
+            _, size, entry, mmr = known
+            symbol = key[1]
+            low, high = ranges.get(symbol) or (float(self._mark[symbol]),) * 2
             worst = low if size > 0 else high
-            mmr = float(spec.maintenance_margin_rate)
-            surplus[account_id] += size * (worst - float(pos.entry_price)) - abs(size) * high * mmr
-            scale[account_id] += abs(size) * high
+            surplus[key[0]] += size * (worst - entry) - abs(size) * high * mmr
+            scale[key[0]] += abs(size) * high
         for symbol, book in self._open.items():
             if not book:
                 continue
-            spec = self._instrument(symbol)
-            contract = float(spec.instrument.contract_size)
-            mmr = float(spec.maintenance_margin_rate)
-            mark = float(self._mark[symbol])
-            low, high = ranges.get(symbol, (mark, mark))
+            low, high = ranges.get(symbol) or (float(self._mark[symbol]),) * 2
             for oid in book:
                 order = self._orders[oid]
-                far = max(high, float(order.limit_price or 0), float(order.stop_price or 0))
-                notional = float(order.remaining) * contract * far
+                known = terms.get(oid)  # orders too
+                if known is None or known[0] is not order:
+                    spec = self._instrument(symbol)
+                    contract = float(spec.instrument.contract_size)
+                    known = terms[oid] = (
+                        order,
+                        float(order.remaining) * contract,
+                        max(float(order.limit_price or 0), float(order.stop_price or 0)),
+                        float(spec.maintenance_margin_rate),
+                    )
+                _, units, price, mmr = known
+                notional = units * max(high, price)
                 rate = fee + slip + impact * notional
                 cost = notional * (1 + rate) * rate
                 if not order.reduce_only:  # bought at its dearest, then valued at the cheapest
                     cost += notional * (1 + rate) * (1 + mmr)
-                    cost -= float(order.remaining) * contract * low
+                    cost -= units * low
                 surplus[order.account_id] -= cost
                 scale[order.account_id] += notional
+        if len(terms) > _BOUND_TERMS_KEPT:
+            terms.clear()
         return all(surplus[a] > _LIQUIDATION_SAFETY * (1 + scale[a]) for a in surplus)
+
+    def _bound_rates(self) -> tuple[float, float, float]:
+        """The fee, slippage and impact (per USD of notional) rates the bound charges."""
+        rates = self._rates
+        if rates is None:
+            config = self.config
+            rates = self._rates = (
+                float(max(config.maker_fee, config.taker_fee)),
+                float(config.slippage_bps) / 1e4,
+                float(config.impact_bps_per_million) / 1e10,
+            )
+        return rates
 
     def _grid_ohlc(self, candle: Candle) -> _Ohlc:
         """The candle's open, high, low and close on the tick grid (at least one tick), the
