@@ -67,18 +67,19 @@ def _b36(number: int) -> str:
 
 
 class _Transaction:
-    """The context manager of :meth:`PositionStore._tx` (one per store, reused)."""
+    """The context manager of :meth:`PositionStore._tx` (two per store, reused)."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_single", "_store")
 
-    def __init__(self, store: PositionStore) -> None:
+    def __init__(self, store: PositionStore, *, single: bool) -> None:
         self._store = store
+        self._single = single
 
     def __enter__(self) -> sqlite3.Connection:
-        return self._store._begin()
+        return self._store._begin(self._single)
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._store._end(kind is None)
+        self._store._end(kind is None, self._single)
 
 
 class PositionStore:
@@ -93,7 +94,9 @@ class PositionStore:
         self.readonly = lock_fd is None
         self._batch = batch  # scratch store: transactions committed together (0: each alone)
         self._batched = 0  # transactions done since the last commit
-        self._transaction = _Transaction(self)
+        self._transaction = _Transaction(self, single=False)
+        self._single_write = _Transaction(self, single=True)
+        self._position_seq: int | None = None  # the persisted counter, once read (one writer)
 
     # ----------------------------------------------------------------- opening
 
@@ -162,13 +165,17 @@ class PositionStore:
 
     # ----------------------------------------------------------------- writing
 
-    def _tx(self) -> _Transaction:
-        """``with self._tx() as db``: one transaction, committed whole or rolled back whole."""
+    def _tx(self, *, single: bool = False) -> _Transaction:
+        """``with self._tx() as db``: one transaction, committed whole or rolled back whole.
+
+        ``single``: the transaction writes with one statement, atomic by itself, so a scratch
+        store needs no savepoint around it.
+        """
         if self.readonly:
             raise StoreError(f"position store {self.path} is open read-only")
-        return self._transaction
+        return self._single_write if single else self._transaction
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self, single: bool) -> sqlite3.Connection:
         conn = self._conn
         if not self._batch:
             conn.execute("BEGIN IMMEDIATE")
@@ -176,17 +183,19 @@ class PositionStore:
         # a scratch store's transaction: a savepoint in the open batch (see :meth:`open`)
         if not conn.in_transaction:
             conn.execute("BEGIN IMMEDIATE")
-        conn.execute("SAVEPOINT tx")
+        if not single:
+            conn.execute("SAVEPOINT tx")
         return conn
 
-    def _end(self, ok: bool) -> None:
+    def _end(self, ok: bool, single: bool) -> None:
         conn = self._conn
         if not self._batch:
             conn.execute("COMMIT" if ok else "ROLLBACK")
             return
-        if not ok:
-            conn.execute("ROLLBACK TO tx")
-        conn.execute("RELEASE tx")
+        if not single:
+            if not ok:
+                conn.execute("ROLLBACK TO tx")
+            conn.execute("RELEASE tx")
         if ok:
             self._batched += 1
             if self._batched >= self._batch:
@@ -359,20 +368,24 @@ class PositionStore:
         The time part keeps ids unique even if a store were ever replaced by an empty one, so
         client order ids never repeat at the venue.
         """
-        with self._tx() as db:
-            row = db.execute("SELECT value FROM kv WHERE key = 'position_seq'").fetchone()
-            seq = int(row[0]) + 1 if row else 1
+        with self._tx(single=True) as db:
+            seq = self._position_seq
+            if seq is None:  # read once: this store is the file's only writer (the lock)
+                row = db.execute("SELECT value FROM kv WHERE key = 'position_seq'").fetchone()
+                seq = int(row[0]) if row else 0
+            seq += 1
             db.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES ('position_seq', ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
                 "updated_at = excluded.updated_at",
                 (str(seq), at),
             )
+        self._position_seq = seq
         return f"{_b36(at // 1000)}{_b36(seq).rjust(3, '0')}"
 
     def set_value(self, key: str, value: Any, *, at: int) -> None:
         """Persist a small named value (kill-switch latch, last reconciliation, ...)."""
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
