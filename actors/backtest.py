@@ -240,8 +240,9 @@ class Backtest:
         next_sample = spec.start_ms
         total = len(bars)
         thresholds = gc.get_threshold()
-        gc.collect()
-        gc.freeze()  # the candles and cores built so far outlive the run: collections skip them
+        # the candles and cores built so far outlive the run: collections skip them (what little
+        # garbage setup left is frozen with them and collected once the run unfreezes it)
+        gc.freeze()
         gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
         ahead = AheadStage(self.stage, bars) if self.parallel else None
         try:

@@ -223,7 +223,9 @@ class ExecutionCore:
 
     def emit(self, message: object, *destinations: str) -> None:
         """Tell ``message`` to each of ``destinations`` (collected, see :meth:`collecting`)."""
-        self._out.extend((name, message) for name in destinations)
+        out = self._out
+        for name in destinations:
+            out.append((name, message))
 
     def position_by_id(self, position_id: str) -> Position | None:
         pos = self._by_id.get(position_id)  # remembered, and still the registry's

@@ -172,7 +172,7 @@ class Position:
 
     @property
     def current(self) -> State:
-        return State(self.state)
+        return _STATES[self.state]
 
     @property
     def remaining(self) -> Decimal:
@@ -550,6 +550,7 @@ def _build_machine() -> Machine:
 
 
 MACHINE: Machine = _build_machine()
+_STATES: dict[str, State] = {s.value: s for s in State}  # a position's state, by its name
 __all__ = [
     "MACHINE",
     "TRIGGERS",

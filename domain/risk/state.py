@@ -8,6 +8,7 @@ is not released by time: only :func:`release_kill_switch` (an operator's resume)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -57,8 +58,14 @@ class RiskState:
             return True
         if self.day_start_equity is None or self.day_start_equity <= 0:
             return False
-        limit = self.day_start_equity * Decimal(repr(params.daily_loss_limit_frac))
+        limit = self.day_start_equity * _fraction(params.daily_loss_limit_frac)
         return self.daily_loss(equity) >= limit
+
+
+@functools.lru_cache(maxsize=64)
+def _fraction(value: float) -> Decimal:
+    """A configured fraction as the Decimal of its shortest repr (0.03, not 0.0299999...)."""
+    return Decimal(repr(value))
 
 
 def _set(
