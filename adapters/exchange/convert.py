@@ -57,15 +57,19 @@ def marked_equity(balance: dict[str, Any], row: dict[str, Any]) -> tuple[Decimal
 
     ccxt's unified balance (``row``: the settlement currency's) holds the collateral, which
     leaves out what open positions have won or lost. Kraken Futures' multi-collateral account
-    (``flex``, the one ccxt reads) states its value in the raw answer: ``portfolioValue``, the
-    balance value plus the unrealized PnL (``totalUnrealized``). Without it (other venues) the
-    unified total stands, with no PnL known.
+    (``flex``, the one ccxt reads) states it in the raw answer. Equity is its ``marginEquity``:
+    the collateral after the venue's haircuts plus the unrealized PnL, what the venue itself
+    margins against, so a coin held as collateral never sizes trades at its full value
+    (``portfolioValue`` would count it whole; it is the fallback). Without either (other venues)
+    the unified total stands, with no PnL known.
     """
     info = balance.get("info")
     accounts = info.get("accounts") if isinstance(info, dict) else None
     flex = accounts.get("flex") if isinstance(accounts, dict) else None
-    if isinstance(flex, dict) and flex.get("portfolioValue") is not None:
-        return dec(flex["portfolioValue"]), dec(flex.get("totalUnrealized") or 0)
+    if isinstance(flex, dict):
+        equity = flex.get("marginEquity", flex.get("portfolioValue"))
+        if equity is not None:
+            return dec(equity), dec(flex.get("totalUnrealized") or 0)
     return dec(row.get("total")), Decimal(0)
 
 
