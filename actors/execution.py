@@ -68,7 +68,8 @@ LISTENERS = (ALLOCATOR, RISK, PROTECTION)
 FILL_OVERLAP_MS = 60_000
 FILL_CURSOR = "fill_cursor_ms"
 STORED_FILLS_KEPT = 256  # fill ids remembered as stored, beyond which old ones are dropped
-EQUITY_EVERY_MS = 30_000
+EQUITY_EVERY_MS = 30_000  # the account is read this often, and at each minute's first tick
+MINUTE_MS = 60_000
 KILL_SWEEP_S = 5.0  # while the kill switch is latched, working entries are swept this often
 PAUSED = "paused_symbols"  # store kv: the sorted list of symbols that take no new entries
 
@@ -551,8 +552,9 @@ class ExecutionCore:
             self._kill_swept_at = self._monotonic()  # an entry whose cancel failed, or that
             for pos in list(self.registry.values()):  # was unresolved at the kill, ends now
                 self.end_entry(pos, "kill switch", now)
-        if now - self._equity_at >= EQUITY_EVERY_MS:
-            self._report_equity(now)
+        at = self._equity_at
+        if now - at >= EQUITY_EVERY_MS or now // MINUTE_MS > at // MINUTE_MS:
+            self._report_equity(now)  # and on the first beat of each minute: a bar closed
         self.orders.resolve_all(now)
         self.poll_fills(now)
         self._settle_ended_entries(now)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from actors.core import ALLOCATOR, PROTECTION, RISK
 from actors.execution import ExecutionCore, ExecutionParams
 from actors.messages import (
+    AccountEquity,
     CloseRequested,
     EnsureStop,
     Flatten,
@@ -315,3 +316,19 @@ def test_a_refused_exit_never_loops_and_ends_in_quarantine(
     assert 1 <= len(sent) <= 3  # bounded attempts, with back-off between them
     assert pos.current is State.QUARANTINED
     assert pos.data.quarantine_reason == "exit refused repeatedly"
+
+
+def test_the_account_is_read_every_30_seconds_and_on_each_new_minute(
+    venue: InProcessHarness, store: PositionStore
+) -> None:
+    ex = core(venue, store)
+    minute = 60_000 * 29_000_000  # a minute boundary
+
+    def read_at(t: int) -> bool:
+        return any(isinstance(m, AccountEquity) for _, m in ex.handle(Tick(t), t))
+
+    assert read_at(minute + 10_000)  # the first tick reads
+    assert not read_at(minute + 30_000)  # 20 s later, same minute
+    assert read_at(minute + 40_000)  # 30 s later
+    assert read_at(minute + 60_000)  # 20 s later, but a minute (and any bar) has closed
+    assert not read_at(minute + 61_000)

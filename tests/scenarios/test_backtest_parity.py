@@ -28,15 +28,9 @@ equity as balance plus the open positions' unrealized PnL. The emulator prints t
 fills on the public trade feed, as venues do, so the feed's candle of a minute holding one of
 them counts it: step 1 allows that and nothing else.
 
-Entries, stops and exits then match trade for trade in time and price. Known to fail (strict
-xfail) on sizes (and on what a size changes later, e.g. a margin cap), until execution reads the
-account at each bar close: it reads it every 30 venue seconds, on whichever beat comes (several
-a bar), so the auction of a bar may size on the account as it stood before the bar was walked
-(its open positions at the previous close: ETH 12.596 where the backtest, which beats once a
-bar, sizes 12.592). The change needed is in :meth:`actors.execution.ExecutionCore._tick`: read
-the account also on the first beat of each venue minute
-(``now // 60_000 > self._equity_at // 60_000``); with it this test passes. Remove the marker
-once it is in.
+Entries, stops and exits then match trade for trade in time and price, and so do sizes:
+execution reads the account every 30 venue seconds and on the first beat of each venue minute,
+so the auction of a bar sizes on the account as it stood at that bar's close in both.
 """
 
 from __future__ import annotations
@@ -49,7 +43,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from actors.backtest import Backtest, BacktestSpec
@@ -104,11 +97,6 @@ def _sim_state(url: str) -> dict[str, Any]:
         return data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="execution reads equity every 30 s, not at each bar close: sizes differ (docstring)",
-)
 def test_backtest_replays_a_paper_session_to_the_same_trades(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     symbols = list(settings.universe.symbols)
