@@ -39,7 +39,6 @@ entries, is the live one).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import tempfile
 import time
 from collections import deque
@@ -52,7 +51,7 @@ from typing import Any
 import structlog
 
 from actors import control
-from actors.backtest_stage import AheadStage, CandleStage
+from actors.backtest_stage import AheadStage, CandleStage, PacedCollector
 from actors.core import ALLOCATOR, EXECUTION, Core, Outbox
 from actors.execution import ExecutionCore
 from actors.messages import Tick
@@ -76,9 +75,6 @@ DAY_MS = 86_400_000
 EQUITY_EVERY_MS = 3_600_000  # the equity curve's sampling: hourly, and at the end
 RECONCILE_EVERY_S = 86_400.0
 TAIL_BATCH = 5_000
-# a replay allocates briskly and keeps little: the youngest collection runs every this many
-# allocations instead of 700, a tenth of the collector's time for the same garbage
-GC_YOUNG_OBJECTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,56 +228,61 @@ class Backtest:
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestRun:
         """Replay every bar; ``progress(done, total)`` is called now and then (bars)."""
         started = time.perf_counter()
-        spec, bars = self.spec, self.bars
-        run = BacktestRun(self.store.path, [], spec.balance)
-        send = self.dispatcher.send
-        tick_targets = [name for name in TICK_TARGETS if name in self.cores]
-        engine, allocator = self.engine, self.allocator
-        next_sample = spec.start_ms
-        total = len(bars)
-        thresholds = gc.get_threshold()
-        # the candles and cores built so far outlive the run: collections skip them (what little
-        # garbage setup left is frozen with them and collected once the run unfreezes it)
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
-        ahead = AheadStage(self.stage, bars) if self.parallel else None
-        try:
-            for done, (group, close, live) in enumerate(bars):
-                engine.on_candles(group)
-                engine.advance_time(close)
-                if live:
-                    self._resume_next_day(run, close)
-                    tick = Tick(close)
-                    send([(name, tick) for name in tick_targets], close)
-                    if close >= next_sample:
-                        run.equity.append((close, self.port.account().equity))
-                        next_sample = close - close % EQUITY_EVERY_MS + EQUITY_EVERY_MS
-                run.candles += len(group)
+        run = BacktestRun(self.store.path, [], self.spec.balance)
+        with PacedCollector() as collector:  # before forking: the worker inherits it
+            ahead = AheadStage(self.stage, self.bars) if self.parallel else None
+            try:
+                self._replay(run, ahead, collector, progress)
+            finally:
                 if ahead is not None:
-                    signals = ahead.outbox(done)
-                else:
-                    signals = self.stage.outbox(group, close, live, self.dispatcher.seen)
-                if signals:
-                    send(signals, close)
-                deadline = getattr(allocator, "deadline", None)
-                if deadline is not None and live:
-                    # the engine stays at the next bar's open, as the emulator's does
-                    tick = Tick(deadline)
-                    send([(name, tick) for name in tick_targets], deadline)
-                if progress is not None and done % 2048 == 0:
-                    progress(done, total)
-        finally:
-            if ahead is not None:
-                ahead.close()
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+                    ahead.close()
         self.store.flush()  # the run's store is read from its file afterwards
-        last = max(self.engine.now, spec.start_ms)
+        last = max(self.engine.now, self.spec.start_ms)
         run.equity.append((last, self.port.account().equity))
         run.elapsed_s = time.perf_counter() - started
         if progress is not None:
-            progress(total, total)
+            progress(len(self.bars), len(self.bars))
         return run
+
+    def _replay(
+        self,
+        run: BacktestRun,
+        ahead: AheadStage | None,
+        collector: PacedCollector,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """The bars, each as the module docstring says."""
+        bars = self.bars
+        send = self.dispatcher.send
+        tick_targets = [name for name in TICK_TARGETS if name in self.cores]
+        engine, allocator = self.engine, self.allocator
+        next_sample = self.spec.start_ms
+        total = len(bars)
+        for done, (group, close, live) in enumerate(bars):
+            collector.bar(done)
+            engine.on_candles(group)
+            engine.advance_time(close)
+            if live:
+                self._resume_next_day(run, close)
+                tick = Tick(close)
+                send([(name, tick) for name in tick_targets], close)
+                if close >= next_sample:
+                    run.equity.append((close, self.port.account().equity))
+                    next_sample = close - close % EQUITY_EVERY_MS + EQUITY_EVERY_MS
+            run.candles += len(group)
+            if ahead is not None:
+                signals = ahead.outbox(done)
+            else:
+                signals = self.stage.outbox(group, close, live, self.dispatcher.seen)
+            if signals:
+                send(signals, close)
+            deadline = getattr(allocator, "deadline", None)
+            if deadline is not None and live:
+                # the engine stays at the next bar's open, as the emulator's does
+                tick = Tick(deadline)
+                send([(name, tick) for name in tick_targets], deadline)
+            if progress is not None and done % 2048 == 0:
+                progress(done, total)
 
     def _resume_next_day(self, run: BacktestRun, now: int) -> None:
         """A kill switch latched on an earlier UTC day is released, as an operator would after

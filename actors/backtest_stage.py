@@ -20,6 +20,7 @@ its traceback (:class:`StageFailed`), never with missing signals.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.connection
 import traceback
@@ -32,7 +33,41 @@ from adapters.marketdata.candles import TimeframeAggregator
 from domain.models import Candle
 
 CHUNK_BARS = 512  # bars the worker analyses between two reports
+GC_EVERY_BARS = 16_384  # a paced collection's period (about 57 days of 5m bars)
 _ERROR = "error"
+
+
+class PacedCollector:
+    """The cyclic garbage collector paced for a replay (``with``; :meth:`bar` at every bar).
+
+    A replay allocates briskly and keeps little, and what it keeps (bars, events, journal
+    rows) lives long: automatic collections, triggered by allocation counts, kept walking the
+    same survivors (about 6% of a year's replay). Inside the block automatic collection is
+    off; what exists when it starts (the candles, the cores) is frozen, so no collection walks
+    it; every ``every`` bars one collection frees the cycles made since the last, and freezes
+    what survived. On leaving, everything is unfrozen and collection is as it was: cycles made
+    of frozen objects are freed then.
+    """
+
+    def __init__(self, every: int = GC_EVERY_BARS) -> None:
+        self.every = every
+        self._was_enabled = True
+
+    def __enter__(self) -> PacedCollector:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        gc.freeze()
+        return self
+
+    def bar(self, index: int) -> None:
+        if index % self.every == self.every - 1:
+            gc.collect()
+            gc.freeze()
+
+    def __exit__(self, *exc: object) -> None:
+        gc.unfreeze()
+        if self._was_enabled:
+            gc.enable()
 
 
 class StageFailed(RuntimeError):
@@ -159,7 +194,9 @@ def _work(
     """The worker: analyse every bar, report every ``CHUNK_BARS`` bars (and at the end)."""
     try:
         answers: dict[int, Outbox] = {}
+        collector = PacedCollector()  # forked inside the replay's: collection is paced here too
         for index, (group, close, live) in enumerate(bars):
+            collector.bar(index)
             out = stage.outbox(group, close, live)
             if out:
                 answers[index] = out
@@ -173,4 +210,4 @@ def _work(
         conn.close()
 
 
-__all__ = ["AheadStage", "CandleStage", "StageFailed"]
+__all__ = ["AheadStage", "CandleStage", "PacedCollector", "StageFailed"]

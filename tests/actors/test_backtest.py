@@ -1,12 +1,14 @@
 """The replay: the live cores on a simulated clock against the in-process engine."""
 
+import gc
+import weakref
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from actors.backtest import Backtest, BacktestSpec, closed_trades, symbols_of
-from actors.backtest_stage import StageFailed
+from actors.backtest_stage import PacedCollector, StageFailed
 from actors.core import analyzer
 from actors.messages import CandleClosed
 from adapters.settings import Settings
@@ -157,3 +159,25 @@ def test_symbols_are_named_by_venue_or_unified_symbol() -> None:
     assert symbols_of(INSTRUMENTS, ["PF_XBTUSD", "ETH/USD:USD"]) == ["PF_XBTUSD", "PF_ETHUSD"]
     with pytest.raises(ValueError, match="unknown symbol 'NOPE'"):
         symbols_of(INSTRUMENTS, ["NOPE"])
+
+
+def test_the_paced_collector_frees_cycles_each_period_and_restores_the_collector() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic collector frees it
+
+    freed: list[int] = []
+    assert gc.isenabled()
+    with PacedCollector(every=4) as collector:
+        assert not gc.isenabled()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0  # what existed before is frozen: no collection walks it
+        for bar in range(4):
+            node = Node()
+            weakref.finalize(node, freed.append, bar)
+            del node
+            collector.bar(bar)
+        assert freed == [0, 1, 2, 3]  # collected at the period's last bar
+        assert gc.get_freeze_count() >= frozen
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
