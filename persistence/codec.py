@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -87,6 +88,53 @@ def position_to_record(pos: Position) -> dict[str, Any]:
             "updated_at": d.updated_at,
         },
     }
+
+
+def position_json(pos: Position) -> str:
+    """``position_to_record(pos)`` as the store writes it: JSON with sorted keys and no
+    spaces, byte for byte what ``json.dumps(..., sort_keys=True, separators=(",", ":"))``
+    gives, written out directly (a record is encoded on every commit)."""
+    d = pos.data
+    attempts = ",".join(f"{_str(k)}:{int(v)}" for k, v in sorted(d.attempts.items()))
+    deferred = "[]"
+    if d.deferred_exits:
+        deferred = _JSON.encode([fill_to_record(f) for f in d.deferred_exits])
+    fill_ids = ",".join(_str(f) for f in sorted(d.fill_ids))
+    return (
+        f'{{"created_at":{int(pos.created_at)},"data":{{"attempts":{{{attempts}}},'
+        f'"deferred_exits":{deferred},"entry_cost":{_str(str(d.entry_cost))},'
+        f'"entry_filled":{_str(str(d.entry_filled))},'
+        f'"entry_working":{"true" if d.entry_working else "false"},'
+        f'"exit_client_id":{_opt(d.exit_client_id)},"exit_filled":{_str(str(d.exit_filled))},'
+        f'"exit_proceeds":{_str(str(d.exit_proceeds))},"fees":{_str(str(d.fees))},'
+        f'"fill_ids":[{fill_ids}],"quarantine_reason":{_str(d.quarantine_reason)},'
+        f'"stop_pending":{_stop_json(d.stop_pending)},'
+        f'"stop_resting":{_stop_json(d.stop_resting)},"updated_at":{int(d.updated_at)}}},'
+        f'"entry_price":{_opt(_dec(pos.entry_price))},'
+        f'"entry_type":{_opt(pos.entry_type.value if pos.entry_type else None)},'
+        f'"id":{_str(pos.id)},"intended_qty":{_str(str(pos.intended_qty))},'
+        f'"origin":{_str(pos.origin.value)},"planned_stop":{_opt(_dec(pos.planned_stop))},'
+        f'"side":{_str(pos.side.value)},"state":{_str(pos.state)},'
+        f'"strategy":{_str(pos.strategy)},"symbol":{_str(pos.symbol)},'
+        f'"version":{int(pos.version)}}}'
+    )
+
+
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_str = json.encoder.encode_basestring_ascii  # what the encoder writes a str as
+
+
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _str(value)
+
+
+def _stop_json(stop: StopRef | None) -> str:
+    if stop is None:
+        return "null"
+    return (
+        f'{{"client_id":{_str(stop.client_id)},"price":{_str(str(stop.price))},'
+        f'"qty":{_str(str(stop.qty))}}}'
+    )
 
 
 def data_from_record(raw: dict[str, Any]) -> PositionData:

@@ -35,7 +35,7 @@ from domain.errors import (
 from domain.models import Order, OrderRole, OrderStatus, OrderType, OrderUpdate, Side
 from domain.position import Change, Position, parse_client_order_id
 from domain.position_table import TERMINAL, State
-from persistence.codec import position_from_record, position_to_record
+from persistence.codec import position_from_record, position_json
 from persistence.schema import MIGRATIONS, latest_version
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -212,7 +212,7 @@ class PositionStore:
                 f"change v{change.version} ({change.dest.value}) of {change.position_id} does "
                 f"not match position {position.id} v{position.version} ({position.state})"
             )
-        record = position_to_record(position)
+        record = position_json(position)
         terminal = int(position.current in TERMINAL)
         with self._tx() as db:
             if change.version == 1:
@@ -226,7 +226,7 @@ class PositionStore:
                         position.state,
                         position.version,
                         terminal,
-                        _dump(record),
+                        record,
                         position.created_at,
                         change.at,
                     ),
@@ -239,7 +239,7 @@ class PositionStore:
                         position.state,
                         position.version,
                         terminal,
-                        _dump(record),
+                        record,
                         change.at,
                         position.id,
                         change.version - 1,

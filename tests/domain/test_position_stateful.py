@@ -9,6 +9,7 @@ to a real WAL store and the position is reloaded from it at random points. After
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from domain.errors import DomainError
 from domain.models import Fill, OrderRole, OrderStatus, OrderUpdate, PositionSide
 from domain.position import MACHINE, Change, Position
 from domain.position_table import State
-from persistence.codec import position_to_record
+from persistence.codec import position_json, position_to_record
 from persistence.store import PositionStore
 
 SYMBOL = "PF_ETHUSD"
@@ -261,6 +262,12 @@ class PositionLifecycle(RuleBasedStateMachine):
             assert not d.deferred_exits
         elif state is State.CANCELLED:
             assert d.entry_filled == 0
+
+    @invariant()
+    def the_stored_json_is_the_record_encoded(self) -> None:
+        """The store writes position_json: exactly the record as the JSON encoder gives it."""
+        record = json.dumps(position_to_record(self.pos), sort_keys=True, separators=(",", ":"))
+        assert position_json(self.pos) == record
 
     @invariant()
     def store_is_at_the_live_version(self) -> None:
