@@ -77,15 +77,27 @@ RECONCILE_EVERY_S = 86_400.0
 TAIL_BATCH = 5_000
 
 
+def replay_engine_config() -> EngineConfig:
+    """The emulator's engine config with a day of bars and 10,000 events kept, not 20,000 bars
+    a symbol and 200,000 events: those serve the emulator's charts and feeds, which a replay
+    has not; keeping them only gave the garbage collector more to walk. Matching, fees,
+    slippage, liquidity and the orders kept for look-ups by client id are unchanged."""
+    return dataclasses.replace(EngineConfig(), max_bars=1_440, max_events=10_000)
+
+
 @dataclass(frozen=True, slots=True)
 class BacktestSpec:
-    """What to replay: the window, the starting balance and the engine's seed and config."""
+    """What to replay: the window, the starting balance and the engine's seed and config.
+
+    The engine's fees, slippage, liquidity and liquidation are the emulator's defaults; only
+    what it keeps for readers a replay does not have is shorter (``replay_engine_config``).
+    """
 
     start_ms: int
     end_ms: int
     balance: Decimal = Decimal(100_000)  # the paper account's
     seed: int = 0
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(default_factory=replay_engine_config)
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ from adapters.sim.models import (
     as_bar,
     deterministic_uuid,
 )
-from domain.models import Instrument, Side
+from domain.models import Candle, Instrument, Side
 from domain.precision import Rounding
 
 _BPS = Decimal(10_000)
@@ -89,6 +89,7 @@ class EngineCore:
         # the liquidation bound's float terms of positions and orders, by key (matching), and
         # its fee, slippage and impact rates
         self._bound_terms: dict[Any, tuple[Any, float, float, float]] = {}
+        self._grid_of_bar = self._grid_ohlc  # one bound method shared by every CandleBar
         self._rates: tuple[float, float, float] | None = None
         # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
         # last computed for liquidation prices (see _liquidation_price)
@@ -192,6 +193,10 @@ class EngineCore:
     def _set_position(self, key: tuple[str, str], position: Position) -> None:
         self._positions[key] = position
         self._held.clear()
+
+    def _grid_ohlc(self, candle: Candle) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """A candle's prices on the grid (matching's)."""
+        raise NotImplementedError
 
     def _grid_price(self, symbol: str, value: float) -> Decimal:
         """A price on the symbol's tick grid, at least one tick (overridden by matching)."""

@@ -149,7 +149,7 @@ class MatchingCore(EngineCore):
         self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
         walked = {c.symbol for c, _ in walk}
         closes = {c.symbol: bar[3] for c, bar in active}
-        last, mark, grid = self._last, self._mark, self._grid_ohlc
+        last, mark, grid = self._last, self._mark, self._grid_of_bar
         for candle in candles:
             symbol = candle.symbol
             if symbol not in walked:
