@@ -425,8 +425,8 @@ class ExecutionCore:
         self.registry.pop(pos.symbol, None)
         self._by_id.pop(pos.id, None)
         self._tracks.pop(pos.id, None)
-        for order in self.store.orders(position_id=pos.id, statuses={OrderStatus.ACKED}):
-            self.orders.cancel(pos.symbol, order.client_id, now)  # the rest of an entry included
+        for client_id in self.store.client_ids(position_id=pos.id, statuses={OrderStatus.ACKED}):
+            self.orders.cancel(pos.symbol, client_id, now)  # the rest of an entry included
         closed = TradeClosed.of(pos, now)
         self.emit(closed, RISK, ALLOCATOR)
         pnl = str(closed.pnl)

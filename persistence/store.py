@@ -476,6 +476,17 @@ class PositionStore:
             for r in rows
         ]
 
+    def client_ids(self, *, position_id: str, statuses: Iterable[OrderStatus]) -> list[str]:
+        """Client ids of a position's journaled orders in ``statuses``, in journal order (what
+        :meth:`orders` would give, without building the orders)."""
+        wanted = [s.value for s in statuses]
+        rows = self._conn.execute(
+            f"SELECT client_id FROM orders WHERE status IN ({', '.join('?' * len(wanted))}) "
+            "AND position_id = ? ORDER BY created_at, client_id",
+            (*wanted, position_id),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def order_status(self, client_id: str) -> OrderStatus | None:
         row = self._conn.execute(
             "SELECT status FROM orders WHERE client_id = ?", (client_id,)

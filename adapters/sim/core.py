@@ -74,6 +74,7 @@ class EngineCore:
         self._accounts: dict[str, AccountRecord] = {}
         self._positions: dict[tuple[str, str], Position] = {}
         self._held: dict[str, list[Position]] = {}  # account -> open positions (a cache)
+        self._held_any: frozenset[str] | None = None  # symbols with a position (a cache)
         self._orders: dict[str, SimOrder] = {}
         self._open: dict[str, dict[str, None]] = {s: {} for s in instruments}
         self._closed: deque[str] = deque()
@@ -190,9 +191,23 @@ class EngineCore:
             ]
         return held
 
+    def _held_symbols(self) -> frozenset[str]:
+        """Symbols any account holds a position in (remembered like the positions)."""
+        held = self._held_any
+        if held is None:
+            held = self._held_any = frozenset(s for (_, s), p in self._positions.items() if p.qty)
+        return held
+
+    def _clear_positions(self) -> None:
+        """Forget every position (a restored engine's, before it is given its own)."""
+        self._positions = {}
+        self._held.clear()
+        self._held_any = None
+
     def _set_position(self, key: tuple[str, str], position: Position) -> None:
         self._positions[key] = position
         self._held.clear()
+        self._held_any = None
 
     def _grid_ohlc(self, candle: Candle) -> tuple[Decimal, Decimal, Decimal, Decimal]:
         """A candle's prices on the grid (matching's)."""

@@ -134,7 +134,7 @@ class MatchingCore(EngineCore):
         if start < self.now:
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
         books = self._open
-        held = {s for (_, s), p in self._positions.items() if p.qty}
+        held = self._held_symbols()
         active = [
             (candle, self._grid_ohlc(candle))
             for candle in candles

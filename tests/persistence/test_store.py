@@ -316,3 +316,16 @@ def test_a_scratch_store_commits_in_batches_and_a_failed_change_still_leaves_not
     with PositionStore.open(db, readonly=True) as again:  # closing commits what was left
         assert again.get_value("k") == 1
         assert again.states() == {"s9": State.PENDING}
+
+
+def test_client_ids_are_the_journal_orders_ids_in_order(store: PositionStore) -> None:
+    pos, opened = f.Position.open("s10", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+    store.commit(pos, opened)
+    store.commit(pos, f.entry_fill(pos, "2"))
+    placed = pos.submit_stop(f.D("90"), at=f.now())
+    store.commit(pos, placed)
+    store.commit(pos, pos.on_stop_acked(placed.orders[0].client_id, at=f.now(), exchange_id="X"))
+    for statuses in ({OrderStatus.ACKED}, {OrderStatus.FILLED, OrderStatus.ACKED}, set(OrderStatus)):
+        expected = [o.client_id for o in store.orders(position_id="s10", statuses=statuses)]
+        assert store.client_ids(position_id="s10", statuses=statuses) == expected
+    assert store.client_ids(position_id="s10", statuses={OrderStatus.ACKED}) == ["bst-s10-sl-1"]

@@ -101,7 +101,7 @@ class JournaledEngine(SimEngine):
         for item in delta["accounts"]:
             record = AccountRecord.from_dict(item)
             self._accounts[record.account_id] = record
-        self._positions = {}
+        self._clear_positions()
         for item in delta["positions"]:
             pos = Position.from_dict(item)
             self._set_position((pos.account_id, pos.symbol), pos)
