@@ -63,7 +63,7 @@ from adapters.sim.models import (
 )
 from adapters.sim.snapshot import restore_state, snapshot_state
 from domain.errors import PrecisionError
-from domain.models import Side
+from domain.models import PositionSide, PositionSnapshot, Side
 from domain.precision import Number, is_multiple, to_decimal
 
 
@@ -323,6 +323,29 @@ class SimEngine(MatchingCore):
 
     def positions(self, account_id: str) -> list[PositionView]:
         return [self._position_view(p) for p in self._account_positions(account_id)]
+
+    def position_snapshots(
+        self, account_id: str, symbols: Mapping[str, str] | None = None
+    ) -> list[PositionSnapshot]:
+        """``[view.to_snapshot() for view in positions(account_id)]`` without the margins the
+        snapshot leaves out; ``symbols`` renames venue ids (the in-process port's unified)."""
+        out = []
+        for pos in self._account_positions(account_id):
+            mark = self._mark[pos.symbol]
+            contract = self._instrument(pos.symbol).instrument.contract_size
+            out.append(
+                PositionSnapshot(
+                    symbol=symbols[pos.symbol] if symbols is not None else pos.symbol,
+                    side=PositionSide.LONG if pos.qty > 0 else PositionSide.SHORT,
+                    qty=abs(pos.qty),
+                    entry_price=pos.entry_price,
+                    mark_price=mark,
+                    unrealized_pnl=pos.unrealized(mark, contract),
+                    liquidation_price=self._rounded_liquidation_price(pos),
+                    leverage=self._leverage(pos.account_id, pos.symbol),
+                )
+            )
+        return out
 
     def fills(
         self, account_id: str | None = None, since_seq: int = 0, since_ts: int | None = None

@@ -113,19 +113,7 @@ class InProcessExchange:
         def fetch() -> list[PositionSnapshot]:
             if self.faults.take([READ_5XX], "positions"):
                 raise Temporary("positions: HTTP 503 Service Unavailable")
-            return [
-                PositionSnapshot(  # view.to_snapshot() under the unified symbol, built once
-                    symbol=self._unified[view.symbol],
-                    side=view.side,
-                    qty=view.size,
-                    entry_price=view.entry_price,
-                    mark_price=view.mark_price,
-                    unrealized_pnl=view.unrealized_pnl,
-                    liquidation_price=view.liquidation_price,
-                    leverage=view.leverage,
-                )
-                for view in self.engine.positions(self.account_id)
-            ]
+            return self.engine.position_snapshots(self.account_id, self._unified)
 
         return self._read("positions", fetch)
 

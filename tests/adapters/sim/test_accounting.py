@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -141,3 +142,17 @@ def test_participation_disabled_fills_in_full_and_ticks_can_carry_volume() -> No
     limited.send_order("acc", BTC, "buy", "lmt", "1", limit_price=49000)
     assert [f.qty for f in limited.set_price(BTC, 49000, ts=T0 + 1, volume=1)] == [D("0.5")]
     assert [f.qty for f in limited.set_price(BTC, 48999, ts=T0 + 2)] == [D("0.5")]
+
+
+def test_position_snapshots_are_the_views_snapshots_under_the_given_symbols() -> None:
+    engine = make_engine()
+    engine.set_leverage("acc", BTC, 5)
+    engine.send_order("acc", BTC, "buy", "mkt", "0.5")
+    engine.send_order("acc", ETH, "sell", "mkt", "3")
+    engine.set_price(BTC, 49_000, ts=T0 + 60_000)
+    views = [v.to_snapshot() for v in engine.positions("acc")]
+    assert len(views) == 2
+    assert engine.position_snapshots("acc") == views
+    renamed = engine.position_snapshots("acc", {BTC: "B", ETH: "E"})
+    assert [s.symbol for s in renamed] == ["B", "E"]
+    assert [replace(s, symbol=v.symbol) for s, v in zip(renamed, views, strict=True)] == views
