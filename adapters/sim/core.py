@@ -46,7 +46,7 @@ from adapters.sim.models import (
     as_bar,
     deterministic_uuid,
 )
-from domain.models import Candle, Instrument, Side
+from domain.models import AccountState, Candle, Instrument, Side
 from domain.precision import Rounding
 
 _BPS = Decimal(10_000)
@@ -235,6 +235,22 @@ class EngineCore:
         unrealized, initial, _ = self._exposure(account_id)
         equity = self._accounts[account_id].balance + unrealized
         return equity - initial - self._order_margin(account_id)
+
+    def account_state(self, account_id: str) -> AccountState:
+        """``account(account_id).to_account_state()``, without the rest of the view."""
+        balance = self._accounts[account_id].balance
+        unrealized, initial, _ = self._exposure(account_id)
+        equity = balance + unrealized
+        order_margin = self._order_margin(account_id)
+        return AccountState(
+            currency=USD,
+            equity=equity,
+            available_margin=equity - initial - order_margin,
+            used_margin=initial + order_margin,
+            unrealized_pnl=unrealized,
+            ts=self.now,
+            balances={USD: balance},
+        )
 
     def account(self, account_id: str) -> AccountView:
         """Balance, equity and margin of an account (model in :mod:`adapters.sim.accounts`)."""

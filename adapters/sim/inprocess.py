@@ -105,9 +105,7 @@ class InProcessExchange:
         return dict(self._instruments)
 
     def account(self) -> AccountState:
-        return self._read(
-            "account", lambda: self.engine.account(self.account_id).to_account_state()
-        )
+        return self._read("account", lambda: self.engine.account_state(self.account_id))
 
     def positions(self) -> list[PositionSnapshot]:
         def fetch() -> list[PositionSnapshot]:

@@ -156,3 +156,11 @@ def test_position_snapshots_are_the_views_snapshots_under_the_given_symbols() ->
     renamed = engine.position_snapshots("acc", {BTC: "B", ETH: "E"})
     assert [s.symbol for s in renamed] == ["B", "E"]
     assert [replace(s, symbol=v.symbol) for s, v in zip(renamed, views, strict=True)] == views
+
+
+def test_account_state_is_the_account_views_state() -> None:
+    engine = make_engine()
+    engine.send_order("acc", BTC, "buy", "mkt", "0.5")
+    engine.send_order("acc", ETH, "buy", "lmt", "2", limit_price=2900)  # an order's margin
+    engine.set_price(BTC, 49_000, ts=T0 + 60_000)
+    assert engine.account_state("acc") == engine.account("acc").to_account_state()
