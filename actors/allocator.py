@@ -38,6 +38,7 @@ Estimates (risk sizes the real order later; these only rank and budget):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -67,6 +68,7 @@ DEFAULT_PENDING_TTL_MS = 60_000
 _UNIT = Instrument("_", "_", "_", Decimal(1), Decimal(1), Decimal(1))
 
 
+@functools.lru_cache(maxsize=256)  # configured floats, read on every bid
 def _d(value: float) -> Decimal:
     return Decimal(repr(value))
 

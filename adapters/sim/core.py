@@ -79,6 +79,7 @@ class EngineCore:
         self._open: dict[str, dict[str, None]] = {s: {} for s in instruments}
         self._closed: deque[str] = deque()
         self._fills: list[SimFill] = []
+        self._fill_times: list[int] = []  # their times, for bisection (SimEngine.fills)
         self._events: list[Event] = []
         self._event_seq = 0
         self._counters: dict[str, int] = {"order": 0, "fill": 0, "priority": 0, "liq": 0}

@@ -353,9 +353,14 @@ class SimEngine(MatchingCore):
         """Fills with ``seq > since_seq`` and, when given, ``ts >= since_ts`` (all accounts when
         ``account_id`` is None). Fills are kept in time order, so ``since_ts`` is a bisection."""
         start = since_seq
+        fills = self._fills
         if since_ts is not None:
-            start = max(start, bisect.bisect_left(self._fills, since_ts, key=_fill_ts))
-        return [f for f in self._fills[start:] if account_id is None or f.account_id == account_id]
+            times = self._fill_times  # the fills' times, kept up with the append-only list
+            if len(times) != len(fills):
+                del times[len(fills) :]
+                times.extend(f.ts for f in fills[len(times) :])
+            start = max(start, bisect.bisect_left(times, since_ts))
+        return [f for f in fills[start:] if account_id is None or f.account_id == account_id]
 
     def last_price(self, symbol: str) -> Decimal:
         return self._last[symbol]
@@ -518,7 +523,3 @@ class SimEngine(MatchingCore):
             fills = (fill,) if fill is not None else ()
         current = self._orders.get(order.order_id, order)
         return SendResult(Status.PLACED, current, fills, reduced, self.now)
-
-
-def _fill_ts(fill: SimFill) -> int:
-    return fill.ts

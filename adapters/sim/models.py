@@ -109,11 +109,12 @@ def undec(value: str | None) -> Decimal | None:
 def deterministic_uuid(seed: int, kind: str, counter: int) -> str:
     """A UUID-shaped id (version 4 layout) derived from the engine seed, a kind and a counter:
     ``str(uuid.UUID(bytes=sha256(...)[:16], version=4))``, built without the UUID object."""
-    raw = bytearray(hashlib.sha256(f"bastion-sim:{seed}:{kind}:{counter}".encode()).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha256(f"bastion-sim:{seed}:{kind}:{counter}".encode()).hexdigest()
+    variant = _VARIANT[h[16]]  # the top two bits of byte 8 become 10 (RFC 4122)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"  # version 4
+
+
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 @dataclass(frozen=True, slots=True)
