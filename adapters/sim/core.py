@@ -379,18 +379,7 @@ class EngineCore:
         record.realized_pnl += realized
         record.fees_paid += fee
 
-        filled = order.filled + qty
-        done = filled >= order.qty
-        updated = self._store(
-            replace(
-                order,
-                filled=filled,
-                filled_notional=order.filled_notional + qty * price,
-                state=OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
-                updated_ts=self.now,
-                reason=Reason.FULL_FILL if done else Reason.PARTIAL_FILL,
-            )
-        )
+        updated = self._store(order.executed(qty, price, self.now))
         self._counters["fill"] += 1
         fill = SimFill(
             fill_id=deterministic_uuid(self.seed, "fill", self._counters["fill"]),
@@ -419,9 +408,7 @@ class EngineCore:
         return fill
 
     def _cancel(self, order: SimOrder, reason: str) -> SimOrder:
-        cancelled = self._store(
-            replace(order, state=OrderState.CANCELLED, updated_ts=self.now, reason=reason)
-        )
+        cancelled = self._store(order.cancelled(self.now, reason))
         self._emit("order_cancelled", order.account_id, order.symbol, cancelled.to_dict)
         return cancelled
 

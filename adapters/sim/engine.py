@@ -502,14 +502,7 @@ class SimEngine(MatchingCore):
         return SendResult(status, None, (), None, self.now)
 
     def _accept(self, order: SimOrder, immediate: bool, reduced: Decimal | None) -> SendResult:
-        order = self._store(
-            replace(
-                order,
-                order_id=self._next_id("order"),
-                priority=self._next_priority(),
-                reason=Reason.NEW,
-            )
-        )
+        order = self._store(order.accepted(self._next_id("order"), self._next_priority()))
         reduced_quantity = None if reduced is None else str(reduced)
         self._emit(
             "order_accepted",

@@ -17,7 +17,6 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from decimal import Decimal
 
 from adapters.sim.models import Bar, OrderKind, OrderState, SimFill, SimOrder
@@ -117,7 +116,7 @@ def to_fill(fill: SimFill, symbol: str) -> Fill:
     cached = _FILL_VIEWS.get(fill.fill_id)
     if cached is not None and cached[0] is fill and cached[1] == symbol:
         return cached[2]
-    view = replace(fill.to_fill(), symbol=symbol)
+    view = fill.to_fill(symbol)
     if len(_FILL_VIEWS) >= _VIEWS_MAX:
         _FILL_VIEWS.clear()
     _FILL_VIEWS[fill.fill_id] = (fill, symbol, view)

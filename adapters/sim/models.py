@@ -166,6 +166,40 @@ class SimOrder:
     def average_price(self) -> Decimal | None:
         return None if self.filled == 0 else self.filled_notional / self.filled
 
+    # The versions an order goes through, built field by field (they are made for every order
+    # and fill; ``dataclasses.replace`` would give the same object at twice the cost).
+
+    def accepted(self, order_id: str, priority: int) -> SimOrder:
+        """This order entered the book under ``order_id`` with ``priority``."""
+        return SimOrder(
+            order_id, self.account_id, self.symbol, self.side, self.kind, self.qty,
+            self.filled, self.limit_price, self.stop_price, self.trigger_signal,
+            self.reduce_only, self.cli_ord_id, self.state, self.triggered, priority,
+            self.created_ts, self.updated_ts, self.filled_notional, Reason.NEW,
+        )  # fmt: skip
+
+    def executed(self, qty: Decimal, price: Decimal, now: int) -> SimOrder:
+        """This order after ``qty`` more filled at ``price``."""
+        filled = self.filled + qty
+        done = filled >= self.qty
+        return SimOrder(
+            self.order_id, self.account_id, self.symbol, self.side, self.kind, self.qty,
+            filled, self.limit_price, self.stop_price, self.trigger_signal, self.reduce_only,
+            self.cli_ord_id, OrderState.FILLED if done else OrderState.PARTIALLY_FILLED,
+            self.triggered, self.priority, self.created_ts, now,
+            self.filled_notional + qty * price,
+            Reason.FULL_FILL if done else Reason.PARTIAL_FILL,
+        )  # fmt: skip
+
+    def cancelled(self, now: int, reason: str) -> SimOrder:
+        """This order cancelled (for ``reason``) at ``now``."""
+        return SimOrder(
+            self.order_id, self.account_id, self.symbol, self.side, self.kind, self.qty,
+            self.filled, self.limit_price, self.stop_price, self.trigger_signal,
+            self.reduce_only, self.cli_ord_id, OrderState.CANCELLED, self.triggered,
+            self.priority, self.created_ts, now, self.filled_notional, reason,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "order_id": self.order_id,
@@ -237,11 +271,11 @@ class SimFill:
     ts: int
     seq: int
 
-    def to_fill(self) -> Fill:
-        """The domain view of this execution."""
+    def to_fill(self, symbol: str | None = None) -> Fill:
+        """The domain view of this execution (under ``symbol`` when given)."""
         return Fill(
             fill_id=self.fill_id,
-            symbol=self.symbol,
+            symbol=self.symbol if symbol is None else symbol,
             side=self.side,
             qty=self.qty,
             price=self.price,

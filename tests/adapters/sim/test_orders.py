@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 
 from adapters.sim.engine import SimEngine
@@ -329,3 +330,25 @@ def test_event_log_is_ordered_and_readable_since_a_sequence(engine: SimEngine) -
     assert events[-1].data["status"] == Status.WOULD_NOT_REDUCE
     assert engine.events_since(events[-2].seq) == [events[-1]]
     assert engine.events_since(engine.last_event_seq) == []
+
+
+def test_an_orders_versions_are_the_replaced_fields() -> None:
+    engine = make_engine()
+    placed = engine.send_order("acc", BTC, "buy", "lmt", "2", limit_price=49_000, cli_ord_id="c")
+    order = placed.order
+    assert order is not None
+    assert order.accepted("x", 7) == replace(order, order_id="x", priority=7, reason=Reason.NEW)
+    part = order.executed(Decimal("0.5"), Decimal(49_000), T0 + 5)
+    assert part == replace(
+        order,
+        filled=Decimal("0.5"),
+        filled_notional=Decimal(24_500),
+        state=OrderState.PARTIALLY_FILLED,
+        updated_ts=T0 + 5,
+        reason=Reason.PARTIAL_FILL,
+    )
+    assert part.executed(Decimal("1.5"), Decimal(48_000), T0 + 6).state is OrderState.FILLED
+    gone = order.cancelled(T0 + 9, Reason.CANCELLED_BY_USER)
+    assert gone == replace(
+        order, state=OrderState.CANCELLED, updated_ts=T0 + 9, reason=Reason.CANCELLED_BY_USER
+    )
