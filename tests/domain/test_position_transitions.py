@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
+from transitions import Event, MachineError
 
 from domain.errors import InvalidTransition
 from domain.models import OrderRole, PositionSide
-from domain.position import Change, Position
+from domain.position import MACHINE, Change, Position
 from domain.position_table import TRANSITIONS, TRIGGERS, State
 from persistence.codec import position_to_record
 from tests.domain import factory as f
@@ -457,3 +459,36 @@ def _q_cancelled_flat() -> Change:
 def _q_rejected_flat() -> Change:
     pos = _quarantined_flat_while_entry_works()
     return pos.on_entry_rejected(pos.entry_client_id, "venue cancelled the rest", at=f.now())
+
+
+def test_position_triggers_are_taken_as_the_library_takes_them() -> None:
+    """For every trigger, source state and outcome of the conditions its rows read, the
+    position machine's event moves a model as transitions' own Event.trigger does."""
+    assert MACHINE.plain  # nothing registered that the direct path would skip
+    names = sorted({c for rule in TRANSITIONS for c in rule.conditions})
+
+    class Model:
+        def __init__(self, state: str, outcomes: dict[str, bool]) -> None:
+            self.state = state
+            for name in names:
+                setattr(self, name, lambda nxt, _v=outcomes[name]: _v)
+
+    compared = 0
+    for trigger, event in MACHINE.events.items():
+        for state in State:
+            read = sorted(
+                {c.func for ts in event.transitions.values() for t in ts for c in t.conditions}
+            )
+            for bits in itertools.product([False, True], repeat=len(read)):
+                outcomes = dict.fromkeys(names, False) | dict(zip(read, bits, strict=True))
+                ours, theirs = Model(state.value, outcomes), Model(state.value, outcomes)
+                try:
+                    expected = Event.trigger(event, theirs, nxt=None)
+                except MachineError:
+                    with pytest.raises(MachineError):
+                        event.trigger(ours, nxt=None)
+                    continue
+                assert event.trigger(ours, nxt=None) == expected, (trigger, state, outcomes)
+                assert ours.state == theirs.state, (trigger, state, outcomes)
+                compared += 1
+    assert compared > 100
