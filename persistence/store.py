@@ -44,11 +44,22 @@ SCRATCH_BATCH = 1000  # transactions a scratch store commits together
 
 
 # what json.dumps(value, sort_keys=True, separators=(",", ":"), default=str) builds per call,
-# made once (encoding keeps no state between calls)
+# made once (encoding keeps no state between calls); the C encoder directly where there is one
+# (JSONEncoder.encode builds one per call), without the circular-reference check the store's
+# plain values never need
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_C_ENCODER = (
+    None
+    if json.encoder.c_make_encoder is None
+    else json.encoder.c_make_encoder(
+        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
+    )
+)
 
 
 def _dump(value: Any) -> str:
+    if _C_ENCODER is not None:
+        return "".join(_C_ENCODER(value, 0))
     return _ENCODER.encode(value)
 
 
