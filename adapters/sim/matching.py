@@ -149,7 +149,8 @@ class MatchingCore(EngineCore):
         self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
         walked = {c.symbol for c, _ in walk}
         closes = {c.symbol: bar[3] for c, bar in active}
-        last, mark, grid = self._last, self._mark, self._grid_of_bar
+        last, mark, grid, all_bars = self._last, self._mark, self._grid_of_bar, self._bars
+        cap = self.config.max_bars
         for candle in candles:
             symbol = candle.symbol
             if symbol not in walked:
@@ -159,7 +160,13 @@ class MatchingCore(EngineCore):
                 else:  # holds nothing: its prices are put on the grid when read
                     last.defer(symbol, candle.close)
                     mark.defer(symbol, candle.close)
-            self._append_bar(symbol, CandleBar(start, candle, grid))
+            bars = all_bars[symbol]  # _append_bar, inline: it runs for every candle
+            if bars and bars[-1].open_time == start:
+                bars[-1] = CandleBar(start, candle, grid)
+            else:
+                bars.append(CandleBar(start, candle, grid))
+                if len(bars) > cap + cap // 10:
+                    del bars[: len(bars) - cap]
         return self._fills[first:]
 
     def _walk(self, start: int, walk: list[tuple[Candle, list[Decimal]]]) -> None:
