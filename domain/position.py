@@ -585,6 +585,14 @@ class PositionMachine(Machine):  # type: ignore[misc]
             )
         return self._plain
 
+    def remove_model(self, model: Any) -> None:
+        """Forget a position that reached a terminal state, and its bindings: they refer
+        back to it, and without that cycle the position is freed as soon as nobody holds it."""
+        super().remove_model(model)
+        for mod in model if isinstance(model, list) else [model]:
+            for name in ("trigger", "may_trigger"):
+                mod.__dict__.pop(name, None)
+
     def add_states(self, *args: Any, **kwargs: Any) -> None:
         self._plain = None
         super().add_states(*args, **kwargs)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from domain.errors import DomainError, InvalidTransition, StopLoosening
@@ -185,3 +188,23 @@ def test_a_stop_hit_while_the_entry_works_waits_for_the_entry_to_end() -> None:
     assert pos.current is State.PENDING and pos.data.entry_working and pos.remaining == 0
     f.entry_fill(pos, "1")  # the rest of the entry fills after all: exposed again, managed
     assert pos.current is State.UNPROTECTED and pos.remaining == 1
+
+
+def test_a_finished_position_holds_no_reference_to_itself() -> None:
+    """Leaving the machine drops the bindings that point back at the position, so a closed
+    position is freed as soon as nobody holds it, without waiting for the cyclic collector."""
+    pos, _ = Position.open("gc1", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+    f.entry_fill(pos, "2")
+    f.place_stop(pos)
+    f.stop_fill(pos, "2")
+    assert pos.current is State.CLOSED
+    assert not hasattr(pos, "trigger")
+    ref = weakref.ref(pos)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del pos
+        assert ref() is None
+    finally:
+        if enabled:
+            gc.enable()
