@@ -66,6 +66,8 @@ from domain.errors import PrecisionError
 from domain.models import PositionSide, PositionSnapshot, Side
 from domain.precision import Number, is_multiple, to_decimal
 
+_LIMIT_KINDS = frozenset({OrderKind.LIMIT, OrderKind.POST, OrderKind.IOC})
+
 
 class SimEngine(MatchingCore):
     """Deterministic matching engine of the simulated venue (decisions in the module docstring)."""
@@ -158,7 +160,7 @@ class SimEngine(MatchingCore):
         qty = self._valid_qty(symbol, size)
         if qty is None:
             return self._reject(Status.INVALID_SIZE, account_id, request)
-        needs_limit = kind in {OrderKind.LIMIT, OrderKind.POST, OrderKind.IOC}
+        needs_limit = kind in _LIMIT_KINDS
         limit = self._valid_price(symbol, limit_price) if kind is not OrderKind.MARKET else None
         stop = self._valid_price(symbol, stop_price) if kind.is_trigger else None
         if (needs_limit and limit is None) or (kind.is_trigger and stop is None):

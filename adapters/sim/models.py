@@ -33,7 +33,10 @@ class OrderKind(StrEnum):
 
     @property
     def is_trigger(self) -> bool:
-        return self in {OrderKind.STOP, OrderKind.TAKE_PROFIT}
+        return self in _TRIGGER_KINDS
+
+
+_TRIGGER_KINDS = frozenset({OrderKind.STOP, OrderKind.TAKE_PROFIT})
 
 
 class TriggerSignal(StrEnum):
@@ -51,7 +54,10 @@ class OrderState(StrEnum):
 
     @property
     def is_open(self) -> bool:
-        return self in {OrderState.UNTOUCHED, OrderState.PARTIALLY_FILLED}
+        return self in _OPEN_STATES
+
+
+_OPEN_STATES = frozenset({OrderState.UNTOUCHED, OrderState.PARTIALLY_FILLED})
 
 
 class Status:
