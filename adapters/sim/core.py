@@ -92,6 +92,10 @@ class EngineCore:
         # its fee, slippage and impact rates
         self._bound_terms: dict[Any, tuple[Any, float, float, float]] = {}
         self._grid_of_bar = self._grid_ohlc  # one bound method shared by every CandleBar
+        # bumped by every change of an order, a position or an account (matching's bands of
+        # prices ruled liquidation-free hold until it moves)
+        self._revision = 0
+        self._band: tuple[int, dict[str, tuple[Decimal, Decimal]]] | None = None
         self._rates: tuple[float, float, float] | None = None
         # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
         # last computed for liquidation prices (see _liquidation_price)
@@ -151,6 +155,7 @@ class EngineCore:
 
     def _store(self, order: SimOrder) -> SimOrder:
         """Save the new version of an order and keep the open index and retention in step."""
+        self._revision += 1
         self._orders[order.order_id] = order
         book = self._open[order.symbol]
         if order.is_open:
@@ -201,11 +206,13 @@ class EngineCore:
 
     def _clear_positions(self) -> None:
         """Forget every position (a restored engine's, before it is given its own)."""
+        self._revision += 1
         self._positions = {}
         self._held.clear()
         self._held_any = None
 
     def _set_position(self, key: tuple[str, str], position: Position) -> None:
+        self._revision += 1
         self._positions[key] = position
         self._held.clear()
         self._held_any = None

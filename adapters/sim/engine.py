@@ -86,11 +86,13 @@ class SimEngine(MatchingCore):
     def create_account(self, account_id: str, balance: Number) -> None:
         if account_id in self._accounts:
             raise ValueError(f"account {account_id!r} exists")
+        self._revision += 1
         self._accounts[account_id] = AccountRecord(account_id, to_decimal(balance), leverage={})
         self._emit("account_created", account_id, None, {"balance": str(to_decimal(balance))})
 
     def deposit(self, account_id: str, amount: Number) -> None:
         """Add (or with a negative amount, withdraw) USD collateral."""
+        self._revision += 1
         self._accounts[account_id].balance += to_decimal(amount)
         self._emit("deposit", account_id, None, {"amount": str(to_decimal(amount))})
 

@@ -37,6 +37,8 @@ _GRID_CACHE_SIZE = 65_536  # prices put on the tick grid, remembered per symbol
 # candle walk to be ruled liquidation-free (far above float error; costs only a walk)
 _LIQUIDATION_SAFETY = 1e-6
 _BOUND_TERMS_KEPT = 4096  # positions' and orders' float terms remembered for the bound
+# relative widths of the price bands around the marks the bound is tried for, widest first
+_BANDS = (Decimal("0.1"), Decimal("0.03"))
 
 
 def candle_path(o: Decimal, h: Decimal, low: Decimal, c: Decimal) -> list[Decimal]:
@@ -95,6 +97,7 @@ class MatchingCore(EngineCore):
         price = spec.instrument.round_price(last)
         if price <= 0:
             raise ValueError(f"{symbol}: price must be positive, got {last!r}")
+        self._revision += 1  # a mark moved outside a candle: bands around the marks are stale
         mark_d = price if mark is None else to_decimal(mark)
         vol = ZERO if volume is None else to_decimal(volume)
         self._advance(ts)
@@ -199,18 +202,56 @@ class MatchingCore(EngineCore):
 
         An account is liquidated when its margin surplus (balance plus every position's
         unrealized PnL less its maintenance margin, :mod:`adapters.sim.accounts`) reaches zero.
-        The bound takes every position at its worst price of the candle's range (and of the
-        mark before it), and charges every open order as if it filled whole at the far end of
-        its range with the largest fee and slippage and then moved against the account across
-        the range. A surplus left above a safety margin after all that means none of it can
-        happen in any order; computed in floats, whose error the margin dwarfs.
+        The bound (:meth:`_surplus_holds`) takes every position at its worst price of the
+        candle's range (and of the mark before it), and charges every open order as if it
+        filled whole at the far end of its range with the largest fee and slippage and then
+        moved against the account across the range. A surplus left above a safety margin after
+        all that means none of it can happen in any order; computed in floats, whose error the
+        margin dwarfs.
+
+        The bound only grows with the ranges, so one computed for wide bands around the marks
+        (``_BANDS``) holds for every candle inside them: while no order, position or balance
+        changes (the engine's revision) and the candles stay in the band, that answers at once.
         """
         if not self.config.liquidation:
             return True
+        band = self._band
+        if band is not None and band[0] == self._revision:
+            bounds = band[1]
+            mark = self._mark
+            for candle, (_, high, low, _) in active:
+                lo, hi = bounds[candle.symbol]  # every symbol holding something has a band
+                before = mark[candle.symbol]
+                if low < lo or high > hi or before < lo or before > hi:
+                    break
+            else:
+                return True
         ranges: dict[str, tuple[float, float]] = {}
         for candle, (_, high, low, _) in active:  # symbols outside it hold nothing
             before = self._mark[candle.symbol]
             ranges[candle.symbol] = (float(min(low, before)), float(max(high, before)))
+        held = self._surplus_holds(ranges)
+        if held:
+            self._band = self._new_band()
+        return held
+
+    def _new_band(self) -> tuple[int, dict[str, tuple[Decimal, Decimal]]] | None:
+        """The widest of ``_BANDS`` around the current marks for which the bound holds (for
+        every symbol holding a position or an order), or None."""
+        exposed = {s for s, book in self._open.items() if book} | self._held_symbols()
+        for width in _BANDS:
+            bounds = {}
+            for symbol in exposed:
+                mark = self._mark[symbol]
+                bounds[symbol] = (mark * (1 - width), mark * (1 + width))
+            ranges = {s: (float(lo), float(hi)) for s, (lo, hi) in bounds.items()}
+            if self._surplus_holds(ranges):
+                return self._revision, bounds
+        return None
+
+    def _surplus_holds(self, ranges: dict[str, tuple[float, float]]) -> bool:
+        """The bound of :meth:`_liquidation_ruled_out` with prices in ``ranges`` (a symbol
+        without one stays at its mark)."""
         fee, slip, impact = self._bound_rates()
         surplus: dict[str, float] = {a: float(r.balance) for a, r in self._accounts.items()}
         scale = {a: abs(v) for a, v in surplus.items()}

@@ -159,3 +159,29 @@ def test_random_sessions_end_in_the_same_state_as_full_walks() -> None:
         assert skipping.fills(), seed  # the session traded, so the comparison means something
         liquidated += any(e.kind == "liquidation" for e in skipping.events_since(0))
     assert liquidated, "some sessions reach a liquidation"
+
+
+def test_a_band_ruled_liquidation_free_answers_until_an_order_position_or_price_changes() -> None:
+    engine = make_engine()
+    engine.send_order("acc", BTC, "buy", "mkt", "0.5")
+    engine.send_order("acc", BTC, "sell", "stp", "0.5", stop_price=40000, reduce_only=True)
+    computed: list[object] = []
+    holds = engine._surplus_holds
+    engine._surplus_holds = lambda ranges: (  # type: ignore[method-assign]
+        computed.append(ranges),
+        holds(ranges),
+    )[1]
+    quiet = (50000, 50100, 49900, 50000)
+    eth = (3000, 3001, 2999, 3000)
+    engine.on_candles(_minute(1, quiet, eth))  # the candle's bound, then a band around the marks
+    assert len(computed) == 2
+    engine.on_candles(_minute(2, quiet, eth))
+    assert len(computed) == 2  # inside the band, nothing changed: answered by it
+    engine.on_candles(_minute(3, (50000, 60000, 49900, 50000), eth))  # leaves the band
+    assert len(computed) == 4
+    engine.send_order("acc", ETH, "buy", "lmt", "1", limit_price=2000)  # an order changed
+    engine.on_candles(_minute(4, quiet, eth))
+    assert len(computed) == 6
+    engine.set_price(BTC, 50000, ts=T0 + 5 * MINUTE)  # a mark moved outside a candle
+    engine.on_candles(_minute(6, quiet, eth))
+    assert len(computed) == 8
