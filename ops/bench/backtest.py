@@ -9,7 +9,8 @@ otherwise, with 100,000 USD to start. ``--quick``: the same 10 symbols over 7 da
 
 ``candles_per_s`` is candles replayed over the replay's wall time; generating the candles is
 timed apart (``generate_s``). Also reported: the trades made (a throughput figure means little
-without them) and the process's peak RSS.
+without them) and the process's peak RSS. The replay is the CLI's: the analyzers run ahead in a
+second process (:mod:`actors.backtest_stage`), so the figure is for a machine with two cores.
 """
 
 from __future__ import annotations
