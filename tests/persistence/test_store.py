@@ -92,17 +92,22 @@ def _snapshot_change(pos: f.Position) -> f.Change:
     return f.Change(pos.id, "opened", None, pos.current, 1, 1)
 
 
-def test_failed_commit_leaves_nothing_behind(store: PositionStore) -> None:
-    pos, opened = f.Position.open("s2", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
+def _a_failed_commit_leaves_nothing_behind(store: PositionStore, position_id: str) -> None:
+    """Open a position, then commit a change that fails half way: only the opening stays."""
+    pos, opened = f.Position.open(position_id, f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
     store.commit(pos, opened)
     change = f.entry_fill(pos, "1")
     assert change is not None
     bad = replace(change, fills=(*change.fills, change.fills[0]))  # duplicate fill id
     with pytest.raises(sqlite3.IntegrityError):
         store.commit(pos, bad)
-    assert store.states()["s2"] is State.PENDING
-    assert len(store.transitions("s2")) == 1
-    assert store.fill_ids("s2") == set()
+    assert store.states()[position_id] is State.PENDING
+    assert len(store.transitions(position_id)) == 1
+    assert store.fill_ids(position_id) == set()
+
+
+def test_failed_commit_leaves_nothing_behind(store: PositionStore) -> None:
+    _a_failed_commit_leaves_nothing_behind(store, "s2")
 
 
 def test_stale_version_is_refused(store: PositionStore) -> None:
@@ -296,17 +301,8 @@ def test_a_scratch_store_commits_in_batches_and_a_failed_change_still_leaves_not
     with PositionStore.open(db, durable=False) as scratch:
         assert scratch.pragma("synchronous") == 0  # OFF
         assert scratch.pragma("temp_store") == 2  # MEMORY
-        pos, opened = f.Position.open("s9", f.SYMBOL, f.PositionSide.LONG, f.D(2), at=1)
-        scratch.commit(pos, opened)
-        change = f.entry_fill(pos, "1")
-        assert change is not None
-        bad = replace(change, fills=(*change.fills, change.fills[0]))  # duplicate fill id
-        with pytest.raises(sqlite3.IntegrityError):
-            scratch.commit(pos, bad)
         # the failed change is undone inside the batch; the one before it stays
-        assert scratch.states()["s9"] is State.PENDING
-        assert len(scratch.transitions("s9")) == 1
-        assert scratch.fill_ids("s9") == set()
+        _a_failed_commit_leaves_nothing_behind(scratch, "s9")
         reader = sqlite3.connect(db)
         assert reader.execute("SELECT COUNT(*) FROM positions").fetchone()[0] == 0
         scratch.flush()  # other readers see the batch once it is committed
@@ -325,7 +321,11 @@ def test_client_ids_are_the_journal_orders_ids_in_order(store: PositionStore) ->
     placed = pos.submit_stop(f.D("90"), at=f.now())
     store.commit(pos, placed)
     store.commit(pos, pos.on_stop_acked(placed.orders[0].client_id, at=f.now(), exchange_id="X"))
-    for statuses in ({OrderStatus.ACKED}, {OrderStatus.FILLED, OrderStatus.ACKED}, set(OrderStatus)):
+    for statuses in (
+        {OrderStatus.ACKED},
+        {OrderStatus.FILLED, OrderStatus.ACKED},
+        set(OrderStatus),
+    ):
         expected = [o.client_id for o in store.orders(position_id="s10", statuses=statuses)]
         assert store.client_ids(position_id="s10", statuses=statuses) == expected
     assert store.client_ids(position_id="s10", statuses={OrderStatus.ACKED}) == ["bst-s10-sl-1"]

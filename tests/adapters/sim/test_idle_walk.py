@@ -106,28 +106,17 @@ def _random_session(engine: SimEngine, seed: int) -> SimEngine:
                     engine.send_order("acc", symbol, side, "mkt", size[symbol][2])
                 elif rng.random() < 0.5:
                     engine.send_order("acc", symbol, side, "mkt", rng.choice(size[symbol]))
-                    stop = level - away if side == "buy" else level + away
-                    stop = round(stop / tick[symbol]) * tick[symbol]
                     exit_side = "sell" if side == "buy" else "buy"
-                    engine.send_order(
-                        "acc",
-                        symbol,
-                        exit_side,
-                        "stp",
-                        size[symbol][2],
-                        stop_price=stop,
-                        reduce_only=True,
-                    )
-                    target = level + away if side == "buy" else level - away
-                    engine.send_order(
-                        "acc",
-                        symbol,
-                        exit_side,
-                        "take_profit",
-                        size[symbol][2],
-                        stop_price=round(target / tick[symbol]) * tick[symbol],
-                        reduce_only=True,
-                    )
+                    sign = 1 if side == "buy" else -1
+                    for kind, trigger in (
+                        ("stp", level - sign * away),
+                        ("take_profit", level + sign * away),
+                    ):
+                        on_grid = round(trigger / tick[symbol]) * tick[symbol]
+                        engine.send_order(
+                            "acc", symbol, exit_side, kind, size[symbol][2],
+                            stop_price=on_grid, reduce_only=True,
+                        )  # fmt: skip
                 else:
                     limit = level - away if side == "buy" else level + away
                     engine.send_order(
