@@ -90,13 +90,12 @@ class EngineCore:
         self._grids: dict[str, tuple[Instrument, dict[float, Decimal]]] = {}
         # the liquidation bound's float terms of positions and orders, by key (matching), and
         # its fee, slippage and impact rates
-        self._bound_terms: dict[Any, tuple[Any, float, float, float]] = {}
-        self._grid_of_bar = self._grid_ohlc  # one bound method shared by every CandleBar
+        self._bound_terms: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
         # bumped by every change of an order, a position or an account (matching's bands of
         # prices ruled liquidation-free hold until it moves)
         self._revision = 0
         self._band: tuple[int, dict[str, tuple[Decimal, Decimal]]] | None = None
-        self._rates: tuple[float, float, float] | None = None
+        self._rates: tuple[EngineConfig, tuple[float, float, float]] | None = None
         # (account, symbol) -> (position, mark, spec, unrealized PnL, maintenance margin) as
         # last computed for liquidation prices (see _liquidation_price)
         self._liq_terms: dict[

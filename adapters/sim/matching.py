@@ -24,10 +24,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
+from math import isfinite
 
-from adapters.sim.accounts import ZERO
+from adapters.sim.accounts import ZERO, Position
 from adapters.sim.core import EngineCore
 from adapters.sim.models import CandleBar, OrderKind, Reason, SimFill, SimOrder, TriggerSignal
+from domain.errors import PrecisionError
 from domain.models import Candle, Instrument, Side
 from domain.precision import Number, Rounding, to_decimal
 
@@ -134,6 +136,9 @@ class MatchingCore(EngineCore):
         for candle in candles:
             if candle.open_time != start:
                 raise ValueError("candles of one call must share open_time")
+            # prices gridded later must be numbers now (a sum is finite only if every term is)
+            if not isfinite(candle.open + candle.high + candle.low + candle.close + candle.volume):
+                raise PrecisionError(f"{candle.symbol} candle at {start} is not finite: {candle}")
         if start < self.now:
             raise ValueError(f"candles at {start} are older than engine time {self.now}")
         books = self._open
@@ -152,7 +157,8 @@ class MatchingCore(EngineCore):
         self.now = start + _LEG_OFFSETS_MS[-1]  # the clock ends at the last leg, walked or not
         walked = {c.symbol for c, _ in walk}
         closes = {c.symbol: bar[3] for c, bar in active}
-        last, mark, grid, all_bars = self._last, self._mark, self._grid_of_bar, self._bars
+        # one bound method for the bars of this call (kept on the engine it would be a cycle)
+        last, mark, grid, all_bars = self._last, self._mark, self._grid_ohlc, self._bars
         cap = self.config.max_bars
         for candle in candles:
             symbol = candle.symbol
@@ -202,30 +208,27 @@ class MatchingCore(EngineCore):
 
         An account is liquidated when its margin surplus (balance plus every position's
         unrealized PnL less its maintenance margin, :mod:`adapters.sim.accounts`) reaches zero.
-        The bound (:meth:`_surplus_holds`) takes every position at its worst price of the
-        candle's range (and of the mark before it), and charges every open order as if it
-        filled whole at the far end of its range with the largest fee and slippage and then
-        moved against the account across the range. A surplus left above a safety margin after
-        all that means none of it can happen in any order; computed in floats, whose error the
-        margin dwarfs.
+        Over a walk the surplus is exactly the opening positions valued at the marks, plus, for
+        every fill, its quantity valued at the mark against the price paid or received, less
+        its fee; less the maintenance margin of what is held, at most that of the opening
+        positions plus every quantity filled. :meth:`_surplus_holds` bounds each of those terms
+        below on its own, over the marks a candle's range (and the mark before it) allows and
+        over every price and quantity an order could fill at: a limit at its limit price
+        (however far outside the range it rests), a taker at the range's far end moved by the
+        largest slippage and a tick of rounding, a stop-limit at either. A surplus left above a
+        safety margin after all that means no liquidation in any order of events; computed in
+        floats, whose error the margin dwarfs.
 
         The bound only grows with the ranges, so one computed for wide bands around the marks
-        (``_BANDS``) holds for every candle inside them: while no order, position or balance
-        changes (the engine's revision) and the candles stay in the band, that answers at once.
+        (``_BANDS``) holds for every candle inside them: while no order, position, balance or
+        mark outside a candle changes (the engine's revision), and every mark and candle stays
+        inside its band, that answers at once.
         """
         if not self.config.liquidation:
             return True
         band = self._band
-        if band is not None and band[0] == self._revision:
-            bounds = band[1]
-            mark = self._mark
-            for candle, (_, high, low, _) in active:
-                lo, hi = bounds[candle.symbol]  # every symbol holding something has a band
-                before = mark[candle.symbol]
-                if low < lo or high > hi or before < lo or before > hi:
-                    break
-            else:
-                return True
+        if band is not None and band[0] == self._revision and self._inside(band[1], active):
+            return True
         ranges: dict[str, tuple[float, float]] = {}
         for candle, (_, high, low, _) in active:  # symbols outside it hold nothing
             before = self._mark[candle.symbol]
@@ -234,6 +237,21 @@ class MatchingCore(EngineCore):
         if held:
             self._band = self._new_band()
         return held
+
+    def _inside(
+        self, bounds: dict[str, tuple[Decimal, Decimal]], active: Sequence[tuple[Candle, _Ohlc]]
+    ) -> bool:
+        """Whether every banded symbol's mark (a symbol missing from these candles keeps it)
+        and every one of these candles lies inside its band."""
+        mark = self._mark
+        for symbol, (lo, hi) in bounds.items():
+            if not lo <= mark[symbol] <= hi:
+                return False
+        for candle, (_, high, low, _) in active:
+            band = bounds.get(candle.symbol)
+            if band is None or low < band[0] or high > band[1]:
+                return False
+        return True
 
     def _new_band(self) -> tuple[int, dict[str, tuple[Decimal, Decimal]]] | None:
         """The widest of ``_BANDS`` around the current marks for which the bound holds (for
@@ -250,25 +268,19 @@ class MatchingCore(EngineCore):
         return None
 
     def _surplus_holds(self, ranges: dict[str, tuple[float, float]]) -> bool:
-        """The bound of :meth:`_liquidation_ruled_out` with prices in ``ranges`` (a symbol
-        without one stays at its mark)."""
+        """The bound of :meth:`_liquidation_ruled_out` with the marks in ``ranges`` (a symbol
+        without one stays at its mark): every account's surplus stays above the safety
+        margin."""
         fee, slip, impact = self._bound_rates()
         surplus: dict[str, float] = {a: float(r.balance) for a, r in self._accounts.items()}
         scale = {a: abs(v) for a, v in surplus.items()}
-        terms = self._bound_terms
         for key, pos in self._positions.items():
             if not pos.qty:
                 continue
-            known = terms.get(key)  # positions are immutable: the same object, the same terms
-            if known is None or known[0] is not pos:
-                spec = self._instrument(pos.symbol)
-                size = float(pos.qty) * float(spec.instrument.contract_size)
-                mmr = float(spec.maintenance_margin_rate)
-                known = terms[key] = (pos, size, float(pos.entry_price), mmr)
-            _, size, entry, mmr = known
+            size, entry, mmr = self._position_terms(key, pos)
             symbol = key[1]
             low, high = ranges.get(symbol) or (float(self._mark[symbol]),) * 2
-            worst = low if size > 0 else high
+            worst = low if size > 0 else high  # a long is worth least at the low, a short...
             surplus[key[0]] += size * (worst - entry) - abs(size) * high * mmr
             scale[key[0]] += abs(size) * high
         for symbol, book in self._open.items():
@@ -277,47 +289,68 @@ class MatchingCore(EngineCore):
             low, high = ranges.get(symbol) or (float(self._mark[symbol]),) * 2
             for oid in book:
                 order = self._orders[oid]
-                known = terms.get(oid)  # orders too
-                if known is None or known[0] is not order:
-                    spec = self._instrument(symbol)
-                    contract = float(spec.instrument.contract_size)
-                    known = terms[oid] = (
-                        order,
-                        float(order.remaining) * contract,
-                        max(float(order.limit_price or 0), float(order.stop_price or 0)),
-                        float(spec.maintenance_margin_rate),
-                    )
-                _, units, price, mmr = known
-                notional = units * max(high, price)
-                rate = fee + slip + impact * notional
-                cost = notional * (1 + rate) * rate
-                if not order.reduce_only:  # bought at its dearest, then valued at the cheapest
-                    cost += notional * (1 + rate) * (1 + mmr)
-                    cost -= units * low
-                surplus[order.account_id] -= cost
-                scale[order.account_id] += notional
-        if len(terms) > _BOUND_TERMS_KEPT:
-            terms.clear()
+                units, limit, buy, tick, mmr = self._order_terms(oid, order)
+                top = max(high, limit or 0.0)  # the dearest it can fill (or be valued) at
+                moved = slip + impact * units * top  # the taker's slippage, at most
+                if buy:  # paid at most this, valued at least at the low
+                    adverse = top * (1 + moved) + tick - low
+                else:  # received at least this, valued at most at the high
+                    bottom = low if limit is None else min(low, limit)
+                    adverse = high - max(bottom * (1 - moved) - tick, 0.0)
+                paid = top * (1 + moved) + tick
+                surplus[order.account_id] -= units * (adverse + high * mmr + paid * fee)
+                scale[order.account_id] += units * paid
+        if len(self._bound_terms) > _BOUND_TERMS_KEPT:
+            self._bound_terms.clear()
         return all(surplus[a] > _LIQUIDATION_SAFETY * (1 + scale[a]) for a in surplus)
 
+    def _position_terms(self, key: tuple[str, str], pos: Position) -> tuple[float, float, float]:
+        """A position's size in units of the quote, entry price and maintenance rate, as floats
+        (positions are immutable: the same object, the same terms)."""
+        known = self._bound_terms.get(key)
+        if known is None or known[0] is not pos:
+            spec = self._instrument(pos.symbol)
+            size = float(pos.qty) * float(spec.instrument.contract_size)
+            terms = (size, float(pos.entry_price), float(spec.maintenance_margin_rate))
+            known = self._bound_terms[key] = (pos, terms)
+        return known[1]  # type: ignore[no-any-return]
+
+    def _order_terms(
+        self, oid: str, order: SimOrder
+    ) -> tuple[float, float | None, bool, float, float]:
+        """An order's remaining size in contract units, limit price, side, tick and
+        maintenance rate, as floats (orders are immutable too)."""
+        known = self._bound_terms.get(oid)
+        if known is None or known[0] is not order:
+            spec = self._instrument(order.symbol)
+            terms = (
+                float(order.remaining) * float(spec.instrument.contract_size),
+                None if order.limit_price is None else float(order.limit_price),
+                order.side is Side.BUY,
+                float(spec.instrument.tick_size),
+                float(spec.maintenance_margin_rate),
+            )
+            known = self._bound_terms[oid] = (order, terms)
+        return known[1]  # type: ignore[no-any-return]
+
     def _bound_rates(self) -> tuple[float, float, float]:
-        """The fee, slippage and impact (per USD of notional) rates the bound charges."""
-        rates = self._rates
-        if rates is None:
-            config = self.config
-            rates = self._rates = (
+        """The fee, slippage and impact (per USD of notional) rates the bound charges, for
+        the engine's config (remembered while it is the same object)."""
+        config = self.config
+        known = self._rates
+        if known is None or known[0] is not config:
+            rates = (
                 float(max(config.maker_fee, config.taker_fee)),
                 float(config.slippage_bps) / 1e4,
                 float(config.impact_bps_per_million) / 1e10,
             )
-        return rates
+            known = self._rates = (config, rates)
+        return known[1]
 
     def _grid_ohlc(self, candle: Candle) -> _Ohlc:
         """The candle's open, high, low and close on the tick grid (at least one tick), the
         high and low widened to hold the open and close."""
-        grid = self._grids.get(candle.symbol)
-        if grid is None:
-            grid = self._grids[candle.symbol] = (self._instrument(candle.symbol).instrument, {})
+        grid = self._grid_of(candle.symbol)
         cache = grid[1]
         get = cache.get
         o = get(candle.open) or self._to_grid(grid, candle.open)
@@ -328,10 +361,17 @@ class MatchingCore(EngineCore):
 
     def _grid_price(self, symbol: str, value: float) -> Decimal:
         """A candle price on the tick grid (as :meth:`_grid_ohlc` puts it there)."""
-        grid = self._grids.get(symbol)
-        if grid is None:
-            grid = self._grids[symbol] = (self._instrument(symbol).instrument, {})
+        grid = self._grid_of(symbol)
         return grid[1].get(value) or self._to_grid(grid, value)
+
+    def _grid_of(self, symbol: str) -> tuple[Instrument, dict[float, Decimal]]:
+        """The symbol's instrument and the prices already put on its grid (forgotten if the
+        instrument is replaced)."""
+        inst = self._instrument(symbol).instrument
+        grid = self._grids.get(symbol)
+        if grid is None or grid[0] is not inst:
+            grid = self._grids[symbol] = (inst, {})
+        return grid
 
     @staticmethod
     def _to_grid(grid: tuple[Instrument, dict[float, Decimal]], value: float) -> Decimal:

@@ -473,10 +473,11 @@ class LazyPrices(dict[str, Decimal]):
         dict.pop(self, symbol, None)
 
     def __missing__(self, symbol: str) -> Decimal:
-        close = self._deferred.pop(symbol, None)
+        close = self._deferred.get(symbol)
         if close is None:
             raise KeyError(symbol)
-        price = self[symbol] = self._grid(symbol, close)
+        price = self[symbol] = self._grid(symbol, close)  # a failure leaves it deferred
+        del self._deferred[symbol]
         return price
 
     def reset(self, prices: Mapping[str, Decimal]) -> None:

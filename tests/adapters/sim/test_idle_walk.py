@@ -82,7 +82,14 @@ def test_a_possible_liquidation_walks_every_symbol_holding_something() -> None:
             engine.on_candles(_minute(k, (50000, 50100, 48000, 48500), (3000, 3001, 2999, 3000)))
         return engine
 
-    skipping, full = run(make_engine()), run(_walking_everything(make_engine()))
+    skipping = make_engine()
+    verdicts: list[bool] = []
+    ruled_out = skipping._liquidation_ruled_out
+    skipping._liquidation_ruled_out = lambda active: (  # type: ignore[method-assign]
+        verdicts.append(ruled_out(active)) or verdicts[-1]
+    )
+    skipping, full = run(skipping), run(_walking_everything(make_engine()))
+    assert False in verdicts  # the bound refused to rule the liquidation out
     assert any(e.kind == "liquidation" for e in skipping.events_since(0))
     assert _state(skipping) == _state(full)
 

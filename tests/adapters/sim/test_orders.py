@@ -335,7 +335,8 @@ def test_event_log_is_ordered_and_readable_since_a_sequence(engine: SimEngine) -
 def test_an_orders_versions_are_the_replaced_fields() -> None:
     engine = make_engine()
     placed = engine.send_order("acc", BTC, "buy", "lmt", "2", limit_price=49_000, cli_ord_id="c")
-    order = placed.order
+    assert placed.order is not None
+    order = replace(placed.order, created_ts=T0 - 7, updated_ts=T0 - 3)  # told apart
     assert order is not None
     assert order.accepted("x", 7) == replace(order, order_id="x", priority=7, reason=Reason.NEW)
     part = order.executed(Decimal("0.5"), Decimal(49_000), T0 + 5)
