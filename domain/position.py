@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from transitions import Event, Machine
@@ -577,6 +577,7 @@ class PositionMachine(Machine):  # type: ignore[misc]
                 and not any(machine_callbacks)
                 and not any(s.on_enter or s.on_exit or s.final for s in states)
                 and not any(t.prepare or t.before or t.after for t in transitions)
+                and all(t.dest is not None for t in transitions)
                 and all(
                     isinstance(c.func, str) and callable(getattr(Position, c.func, None))
                     for t in transitions
@@ -605,10 +606,20 @@ class PositionMachine(Machine):  # type: ignore[misc]
         for mod in model if isinstance(model, list) else [model]:
             if mod in self.models:
                 continue
+            if _state_callbacks(type(mod), tuple(self.states)):
+                super().add_model(mod, initial)  # the library binds those (plain is then False)
+                self._plain = None
+                continue
             mod.trigger = partial(self._get_trigger, mod)
             mod.may_trigger = partial(self._can_trigger, mod)
             self.set_state(self.initial if initial is None else initial, model=mod)
             self.models.append(mod)
+
+
+@lru_cache(maxsize=16)
+def _state_callbacks(cls: type, states: tuple[str, ...]) -> bool:
+    """Whether ``cls`` has methods the library would call on entering or leaving a state."""
+    return any(hasattr(cls, f"on_{when}_{state}") for state in states for when in ("enter", "exit"))
 
 
 def _build_machine() -> Machine:

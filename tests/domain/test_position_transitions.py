@@ -10,7 +10,7 @@ from transitions import Event, MachineError
 
 from domain.errors import InvalidTransition
 from domain.models import OrderRole, PositionSide
-from domain.position import MACHINE, Change, Position
+from domain.position import MACHINE, Change, Position, PositionMachine
 from domain.position_table import TRANSITIONS, TRIGGERS, State
 from persistence.codec import position_to_record
 from tests.domain import factory as f
@@ -492,3 +492,33 @@ def test_position_triggers_are_taken_as_the_library_takes_them() -> None:
                 assert ours.state == theirs.state, (trigger, state, outcomes)
                 compared += 1
     assert compared > 100
+
+
+def test_a_position_with_state_callbacks_is_bound_the_librarys_way() -> None:
+    """A model that defines on_enter_/on_exit_ methods gets the library's whole binding, and
+    the machine then takes every trigger the library's way (its callbacks run)."""
+    entered: list[str] = []
+
+    class Noted(Position):
+        def on_enter_protected(self, **_: object) -> None:  # given the trigger's arguments
+            entered.append(self.id)
+
+    machine = PositionMachine(
+        model=None,
+        states=[s.value for s in State],
+        initial=None,
+        auto_transitions=False,
+        send_event=False,
+    )
+    for rule in TRANSITIONS:
+        machine.add_transition(
+            rule.trigger, rule.source.value, rule.dest.value, conditions=list(rule.conditions)
+        )
+    assert machine.plain
+    pos = Noted.__new__(Noted)
+    pos.id, pos.data = "n1", f.protected().data
+    machine.add_model(pos, initial=State.UNPROTECTED.value)
+    assert not machine.plain
+    assert pos.trigger("stop_acked", nxt=pos.data)
+    assert pos.state == State.PROTECTED.value
+    assert entered == ["n1"]
