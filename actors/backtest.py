@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from multiprocessing import get_all_start_methods
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,8 @@ class Backtest:
         self.stage = CandleStage(
             self.cores, {v: unified[v] for v in history.candles}, history.timeframe, higher
         )
-        self.parallel = parallel and seen is None
+        # the worker is forked; where fork is missing the analyzers run here
+        self.parallel = parallel and seen is None and "fork" in get_all_start_methods()
         self.bars = self._bars(list(merge_minutes(history.candles)))
 
     def _bars(self, groups: list[list[Candle]]) -> list[tuple[list[Candle], int, bool]]:

@@ -33,6 +33,7 @@ from adapters.marketdata.candles import TimeframeAggregator
 from domain.models import Candle
 
 CHUNK_BARS = 512  # bars the worker analyses between two reports
+_POLL_S = 1.0  # how often a replay waiting for the worker checks that it still runs
 GC_EVERY_BARS = 16_384  # a paced collection's period (about 57 days of 5m bars)
 _ERROR = "error"
 
@@ -45,16 +46,18 @@ class PacedCollector:
     same survivors (about 6% of a year's replay). Inside the block automatic collection is
     off; what exists when it starts (the candles, the cores) is frozen, so no collection walks
     it; every ``every`` bars one collection frees the cycles made since the last, and freezes
-    what survived. On leaving, everything is unfrozen and collection is as it was: cycles made
-    of frozen objects are freed then.
+    what survived. On leaving, everything is unfrozen (unless something was frozen before the
+    block) and collection is as it was: cycles made of frozen objects are freed then.
     """
 
     def __init__(self, every: int = GC_EVERY_BARS) -> None:
         self.every = every
         self._was_enabled = True
+        self._was_frozen = False
 
     def __enter__(self) -> PacedCollector:
         self._was_enabled = gc.isenabled()
+        self._was_frozen = gc.get_freeze_count() > 0  # someone froze before: leave it frozen
         gc.disable()
         gc.freeze()
         return self
@@ -65,7 +68,8 @@ class PacedCollector:
             gc.freeze()
 
     def __exit__(self, *exc: object) -> None:
-        gc.unfreeze()
+        if not self._was_frozen:
+            gc.unfreeze()
         if self._was_enabled:
             gc.enable()
 
@@ -166,12 +170,15 @@ class AheadStage:
 
     def _receive(self) -> None:
         try:
+            while not self._conn.poll(_POLL_S):
+                if not self._process.is_alive() and not self._conn.poll(0):
+                    raise EOFError
             report: Any = self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError) as err:
             self._process.join(timeout=5)
             code = self._process.exitcode
             raise StageFailed(
-                f"the analyzers' worker ended without an answer (exit {code})"
+                f"the analyzers' worker ended without an answer (exit {code}): {err!r}"
             ) from None
         if report[0] == _ERROR:
             raise StageFailed(f"the analyzers' worker failed:\n{report[1]}")

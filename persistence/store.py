@@ -179,8 +179,9 @@ class PositionStore:
     def _tx(self, *, single: bool = False) -> _Transaction:
         """``with self._tx() as db``: one transaction, committed whole or rolled back whole.
 
-        ``single``: the transaction writes with one statement, atomic by itself, so a scratch
-        store needs no savepoint around it.
+        ``single``: the transaction writes with exactly one statement, atomic by itself, so a
+        scratch store needs no savepoint around it (a body that raised after that statement
+        would keep it: only for bodies whose last act is their one write).
         """
         if self.readonly:
             raise StoreError(f"position store {self.path} is open read-only")
@@ -203,6 +204,12 @@ class PositionStore:
         if not self._batch:
             conn.execute("COMMIT" if ok else "ROLLBACK")
             return
+        if not conn.in_transaction:  # SQLite itself rolled the whole batch back (I/O, full)
+            self._batched = 0
+            raise StoreError(
+                f"scratch position store {self.path}: the database rolled back its batch of "
+                "transactions after an error; what was written since its last commit is lost"
+            )
         if not single:
             if not ok:
                 conn.execute("ROLLBACK TO tx")

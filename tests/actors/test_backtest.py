@@ -1,6 +1,7 @@
 """The replay: the live cores on a simulated clock against the in-process engine."""
 
 import gc
+import os
 import weakref
 from decimal import Decimal
 from pathlib import Path
@@ -181,3 +182,26 @@ def test_the_paced_collector_frees_cycles_each_period_and_restores_the_collector
         assert gc.get_freeze_count() >= frozen
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_that_dies_ends_the_replay_with_its_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def die(self: object, message: object, now: int) -> list[object]:
+        os._exit(3)
+
+    monkeypatch.setattr("actors.analyzer.AnalyzerCore.handle", die)
+    with pytest.raises(StageFailed, match="exit 3"):
+        _replay(tmp_path, _settings(), _history(0.1, warmup_h=1), 0.1)
+
+
+def test_the_paced_collector_leaves_a_freeze_made_before_it() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with PacedCollector(every=2) as collector:
+            collector.bar(1)
+        assert gc.get_freeze_count() >= frozen
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

@@ -329,3 +329,19 @@ def test_client_ids_are_the_journal_orders_ids_in_order(store: PositionStore) ->
         expected = [o.client_id for o in store.orders(position_id="s10", statuses=statuses)]
         assert store.client_ids(position_id="s10", statuses=statuses) == expected
     assert store.client_ids(position_id="s10", statuses={OrderStatus.ACKED}) == ["bst-s10-sl-1"]
+
+
+def test_a_scratch_batch_the_database_rolled_back_is_reported_not_lost_silently(
+    db: Path,
+) -> None:
+    def fails_after_the_database_rolled_back(scratch: PositionStore) -> None:
+        with scratch._tx() as conn:
+            conn.execute("ROLLBACK")  # what SQLite does on its own after an I/O error
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with PositionStore.open(db, durable=False) as scratch:
+        scratch.set_value("k", 1, at=1)
+        with pytest.raises(StoreError, match="rolled back its batch"):
+            fails_after_the_database_rolled_back(scratch)
+        scratch.set_value("k", 2, at=2)  # the store goes on with a new batch
+        assert scratch.get_value("k") == 2
