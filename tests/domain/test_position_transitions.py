@@ -10,7 +10,7 @@ from transitions import Event, MachineError
 
 from domain.errors import InvalidTransition
 from domain.models import OrderRole, PositionSide
-from domain.position import MACHINE, Change, Position, PositionMachine
+from domain.position import MACHINE, Change, Position, _build_machine
 from domain.position_table import TRANSITIONS, TRIGGERS, State
 from persistence.codec import position_to_record
 from tests.domain import factory as f
@@ -503,17 +503,7 @@ def test_a_position_with_state_callbacks_is_bound_the_librarys_way() -> None:
         def on_enter_protected(self, **_: object) -> None:  # given the trigger's arguments
             entered.append(self.id)
 
-    machine = PositionMachine(
-        model=None,
-        states=[s.value for s in State],
-        initial=None,
-        auto_transitions=False,
-        send_event=False,
-    )
-    for rule in TRANSITIONS:
-        machine.add_transition(
-            rule.trigger, rule.source.value, rule.dest.value, conditions=list(rule.conditions)
-        )
+    machine = _build_machine()  # a machine of its own, built as the shared one is
     assert machine.plain
     pos = Noted.__new__(Noted)
     pos.id, pos.data = "n1", f.protected().data
