@@ -22,11 +22,13 @@ from adapters.marketdata.events import CandleClosed, FeedFresh, FeedStale, MarkP
 from domain.models import Order, OrderIntent, OrderRole, PositionSide, Signal
 from domain.position_data import round_trip_result
 from domain.position_table import State
+from domain.values import fast_init
 
 if TYPE_CHECKING:
     from domain.position import Position
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Tick:
     """A timer beat; ``now`` in ms."""
@@ -34,6 +36,7 @@ class Tick:
     now: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountEquity:
     """An account reading for allocator and risk: equity and the venue's used margin (if known);
@@ -47,6 +50,7 @@ class AccountEquity:
     exposure: Decimal | None = None  # sum of |qty x entry price| over managed positions
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SignalProposed:
     """An analyzer's signal for one closed bar."""
@@ -55,6 +59,7 @@ class SignalProposed:
     bar_time: int  # open time of the bar whose close produced it
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OpenApproved:
     """The auction gave this signal a slot; risk sizes it (or refuses, with a reason)."""
@@ -63,6 +68,7 @@ class OpenApproved:
     reasons: tuple[str, ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CloseRequested:
     """Close one position (auction swap, operator, flatten)."""
@@ -71,6 +77,7 @@ class CloseRequested:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PlaceIntent:
     """A sized, risk-approved entry for execution."""
@@ -78,6 +85,7 @@ class PlaceIntent:
     intent: OrderIntent
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionView:
     """A read-only summary of one managed position, for other actors and operators."""
@@ -97,11 +105,13 @@ class PositionView:
     score: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionChanged:
     view: PositionView
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TradeClosed:
     """A position reached a terminal state; PnL in the settlement currency, fees included."""
@@ -178,6 +188,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # not sent: nothing to do, or the position refused it (``reason``)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderOutcome:
     """Execution tells protection how a stop or exit attempt went (automatic or commanded)."""

@@ -34,6 +34,7 @@ from typing import Any
 from domain.errors import DomainError
 from domain.models import PositionSide, Signal
 from domain.params import params_from_mapping
+from domain.values import fast_init
 
 
 class AllocationConfigError(DomainError):
@@ -81,6 +82,7 @@ class AllocatorParams:
         return params_from_mapping(cls, values, AllocationConfigError, "allocator")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SignalBid:
     """A new signal in the auction. ``margin`` is what it would use once sized by risk;
@@ -100,6 +102,7 @@ class SignalBid:
         return self.signal.score - self.entry_cost
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionBid:
     """An open position defending its place; ``exit_cost`` is in score units."""
@@ -154,6 +157,7 @@ class AllocReason(StrEnum):
 _ACTION_ORDER = {Action.OPEN: 0, Action.CLOSE: 1, Action.KEEP: 2, Action.REJECT: 3}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One contender's outcome."""
@@ -172,6 +176,7 @@ class Decision:
         return (_ACTION_ORDER[self.action], self.symbol, self.position_id or "", strategy)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Allocation:
     """The auction's result: every contender's decision, in a canonical order."""
@@ -194,6 +199,7 @@ def _sign(side: PositionSide) -> int:
     return 1 if side is PositionSide.LONG else -1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _Slot:
     """What a contender occupies in the book."""

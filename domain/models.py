@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from domain.errors import PrecisionError
 from domain.precision import Number, Rounding, to_decimal, to_step
+from domain.values import fast_init
 
 
 class Side(StrEnum):
@@ -135,6 +136,7 @@ class Instrument:
         return self.round_price(price, rounding)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Candle:
     """One OHLCV bar; ``open_time`` is the bar's start in ms."""
@@ -150,6 +152,7 @@ class Candle:
     closed: bool = True
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A strategy's proposal for one symbol."""
@@ -168,6 +171,7 @@ class Signal:
     entry_zone: tuple[Decimal, Decimal] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """A risk-approved, sized request to open a position."""
@@ -186,6 +190,7 @@ class OrderIntent:
     expires_at: int = 0  # a working entry is cancelled at this time (ms); 0 = never
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """An order as Bastion knows it (journal row and exchange view)."""
@@ -206,6 +211,7 @@ class Order:
     trigger_signal: str | None = None  # stops: "last" or "mark"; None = the adapter's default
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution; ``fill_id`` is unique at the venue and makes fills idempotent."""
@@ -223,6 +229,7 @@ class Fill:
     maker: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionSnapshot:
     """An exchange's view of one position."""
@@ -237,6 +244,7 @@ class PositionSnapshot:
     leverage: Decimal | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountState:
     """Equity and margin of one account, in the settlement currency."""
@@ -256,6 +264,7 @@ class AccountState:
         return self.used_margin / self.equity
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OrderUpdate:
     """A journal status change for an order that already has a row."""

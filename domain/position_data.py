@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.models import Order, OrderRole, OrderUpdate
 from domain.position_table import State
+from domain.values import fast_init
 
 ZERO = Decimal(0)
 CLIENT_ID_PREFIX = "bst"
@@ -40,6 +41,7 @@ def parse_client_order_id(client_id: str) -> tuple[str, OrderRole, int] | None:
 _ROLES = {role.value: role for role in OrderRole}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StopRef:
     """A stop order of this position: in flight (pending) or resting at the exchange."""
@@ -49,6 +51,7 @@ class StopRef:
     qty: Decimal
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FillRecord:
     """A fill as applied to a position."""
@@ -62,6 +65,7 @@ class FillRecord:
     client_id: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionData:
     """Everything about a position that events change. Replaced whole, never mutated."""
@@ -106,6 +110,7 @@ def round_trip_result(
     return pnl, (pnl / risk if risk else None)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Change:
     """One committed event: what the store writes in a single transaction."""

@@ -11,10 +11,12 @@ from decimal import Decimal
 from typing import Literal
 
 from domain.models import Candle
+from domain.values import fast_init
 
 CandleSource = Literal["live", "rest"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CandleClosed:
     """A closed candle. ``source`` is ``rest`` for warm-up and gap repair, ``live`` when built

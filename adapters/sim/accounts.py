@@ -34,11 +34,13 @@ from typing import Any
 
 from adapters.sim.models import USD
 from domain.models import AccountState, PositionSide, PositionSnapshot, Side
+from domain.values import fast_init
 
 ZERO = Decimal(0)
 MONEY_QUANTUM = Decimal("0.00000001")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Position:
     """A one-way position: ``qty`` is signed (long > 0, short < 0); zero means flat."""
@@ -192,6 +194,7 @@ class AccountRecord:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PositionView:
     """A position as queries return it, valued at the current mark."""
@@ -231,6 +234,7 @@ class PositionView:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountView:
     """Equity and margin of one account (model in the module docstring)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from domain.models import Candle, Fill, Side
 from domain.precision import to_decimal
+from domain.values import fast_init
 
 USD = "USD"
 
@@ -123,6 +124,7 @@ def deterministic_uuid(seed: int, kind: str, counter: int) -> str:
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SimOrder:
     """An order at the simulated venue.
@@ -255,6 +257,7 @@ class SimOrder:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SimFill:
     """One execution. ``fill_type`` is ``maker``, ``taker`` or ``liquidation`` (venue words)."""
@@ -495,6 +498,7 @@ class LazyPrices(dict[str, Decimal]):
                 self[symbol]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """Answer to ``send_order``: ``status`` is ``placed`` or a venue rejection status."""
@@ -545,6 +549,7 @@ class Ticker:
     ts: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Bar:
     """One OHLCV bar kept by the engine for the charts endpoint; ``open_time`` in ms."""

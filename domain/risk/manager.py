@@ -31,6 +31,7 @@ from domain.models import Instrument, OrderIntent, OrderType, PositionSide, Sign
 from domain.precision import Rounding
 from domain.risk.params import RiskParams
 from domain.risk.state import RiskState, roll_day
+from domain.values import fast_init
 
 
 class RiskRefusal(StrEnum):
@@ -52,6 +53,7 @@ class RiskRefusal(StrEnum):
     MAX_LOSS_PER_TRADE = "max_loss_per_trade"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskContext:
     """The account and market as the risk actor sees them at ``now_ms``.
@@ -71,6 +73,7 @@ class RiskContext:
     open_notional: Decimal = Decimal(0)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     """Exactly one of ``approved`` and ``refusal`` is set; ``detail`` explains either."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from domain.risk.params import RiskParams
+from domain.values import fast_init
 
 DAY_MS = 86_400_000
 
@@ -21,6 +22,7 @@ def utc_day(ts_ms: int) -> int:
     return ts_ms // DAY_MS
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
     """A position's end: realised PnL (after fees) in the settlement currency."""
@@ -30,6 +32,7 @@ class ClosedTrade:
     closed_at: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskState:
     """Everything risk remembers between decisions. Mappings are sorted tuples of pairs."""
