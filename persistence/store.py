@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from domain.errors import (
     StaleVersion,
@@ -77,20 +77,41 @@ def _b36(number: int) -> str:
             return out
 
 
+class _Executes(Protocol):
+    """What a transaction's body executes its statements on."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> sqlite3.Cursor: ...
+
+
+class _Recorder:
+    """A scratch store's connection inside its open batch: every statement a transaction
+    executes is recorded, so that the batch can be rebuilt without a transaction that failed
+    half way (see :meth:`PositionStore.open`)."""
+
+    __slots__ = ("_conn", "log")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.log: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self.log.append((sql, parameters))
+        return self._conn.execute(sql, parameters)
+
+
 class _Transaction:
-    """The context manager of :meth:`PositionStore._tx` (two per store, reused)."""
+    """The context manager of :meth:`PositionStore._tx` (one per store, reused)."""
 
-    __slots__ = ("_single", "_store")
+    __slots__ = ("_store",)
 
-    def __init__(self, store: PositionStore, *, single: bool) -> None:
+    def __init__(self, store: PositionStore) -> None:
         self._store = store
-        self._single = single
 
-    def __enter__(self) -> sqlite3.Connection:
-        return self._store._begin(self._single)
+    def __enter__(self) -> _Executes:
+        return self._store._begin()
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._store._end(kind is None, self._single)
+        self._store._end(kind is None)
 
 
 class PositionStore:
@@ -105,8 +126,9 @@ class PositionStore:
         self.readonly = lock_fd is None
         self._batch = batch  # scratch store: transactions committed together (0: each alone)
         self._batched = 0  # transactions done since the last commit
-        self._transaction = _Transaction(self, single=False)
-        self._single_write = _Transaction(self, single=True)
+        self._transaction = _Transaction(self)
+        self._recorder = _Recorder(conn)  # a scratch batch's statements so far
+        self._started = 0  # where the open transaction's statements begin in it
         self._position_seq: int | None = None  # the persisted counter, once read (one writer)
 
     # ----------------------------------------------------------------- opening
@@ -119,11 +141,12 @@ class PositionStore:
 
         ``readonly`` opens without the writer lock, for tools that only look (``status``).
         ``durable=False`` is for a scratch store whose loss in a crash costs nothing, such as a
-        backtest's: it commits without waiting for the disk (``synchronous = OFF``), and each
-        transaction is a savepoint (undo pages in memory, ``temp_store = MEMORY``) of a batch
-        committed every ``SCRATCH_BATCH`` transactions
-        (and by :meth:`flush` and :meth:`close`). A transaction still applies whole or not at
-        all, and this connection reads what it wrote; other readers see it once committed.
+        backtest's: it commits without waiting for the disk (``synchronous = OFF``), and its
+        transactions go into a batch committed every ``SCRATCH_BATCH`` transactions (and by
+        :meth:`flush` and :meth:`close`). A transaction still applies whole or not at all: one
+        that fails half way rolls the batch back, and the statements of the batch's earlier
+        transactions, which it records, run again. This connection reads what it wrote; other
+        readers see it once committed.
         """
         path = Path(path)
         if readonly and not path.exists():
@@ -149,6 +172,7 @@ class PositionStore:
         if self._conn.in_transaction:
             self._conn.execute("COMMIT")
         self._batched = 0
+        self._recorder.log.clear()
 
     def close(self) -> None:
         if self._batch and not self.readonly:
@@ -176,30 +200,26 @@ class PositionStore:
 
     # ----------------------------------------------------------------- writing
 
-    def _tx(self, *, single: bool = False) -> _Transaction:
-        """``with self._tx() as db``: one transaction, committed whole or rolled back whole.
-
-        ``single``: the transaction writes with exactly one statement, atomic by itself, so a
-        scratch store needs no savepoint around it (a body that raised after that statement
-        would keep it: only for bodies whose last act is their one write).
-        """
+    def _tx(self) -> _Transaction:
+        """``with self._tx() as db``: one transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreError(f"position store {self.path} is open read-only")
-        return self._single_write if single else self._transaction
+        return self._transaction
 
-    def _begin(self, single: bool) -> sqlite3.Connection:
+    def _begin(self) -> _Executes:
         conn = self._conn
         if not self._batch:
             conn.execute("BEGIN IMMEDIATE")
             return conn
-        # a scratch store's transaction: a savepoint in the open batch (see :meth:`open`)
+        # a scratch store's transaction: its statements recorded in the open batch
+        recorder = self._recorder
         if not conn.in_transaction:
             conn.execute("BEGIN IMMEDIATE")
-        if not single:
-            conn.execute("SAVEPOINT tx")
-        return conn
+            recorder.log.clear()
+        self._started = len(recorder.log)
+        return recorder
 
-    def _end(self, ok: bool, single: bool) -> None:
+    def _end(self, ok: bool) -> None:
         conn = self._conn
         if not self._batch:
             conn.execute("COMMIT" if ok else "ROLLBACK")
@@ -210,14 +230,29 @@ class PositionStore:
                 f"scratch position store {self.path}: the database rolled back its batch of "
                 "transactions after an error; what was written since its last commit is lost"
             )
-        if not single:
-            if not ok:
-                conn.execute("ROLLBACK TO tx")
-            conn.execute("RELEASE tx")
-        if ok:
-            self._batched += 1
-            if self._batched >= self._batch:
-                self.flush()
+        if not ok:
+            self._rebuild()
+            return
+        self._batched += 1
+        if self._batched >= self._batch:
+            self.flush()
+
+    def _rebuild(self) -> None:
+        """Undo a scratch transaction that failed half way: roll the batch back and run the
+        statements of the transactions before it again (the same statements on the same
+        database give the same rows, row ids included)."""
+        conn, log = self._conn, self._recorder.log
+        del log[self._started :]
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, parameters in log:
+                conn.execute(sql, parameters)
+        except sqlite3.Error as err:
+            raise StoreError(
+                f"scratch position store {self.path}: its batch could not be rebuilt after a "
+                f"failed transaction ({err})"
+            ) from err
 
     def commit(self, position: Position, change: Change) -> int:
         """Persist ``change`` (already applied to ``position``); returns its transition seq."""
@@ -304,7 +339,7 @@ class PositionStore:
         return seq
 
     @staticmethod
-    def _refuse_second_live_position(db: sqlite3.Connection, position: Position) -> None:
+    def _refuse_second_live_position(db: _Executes, position: Position) -> None:
         """Rule 5, with a clear message; the unique index backs it up."""
         row = db.execute(
             "SELECT id FROM positions WHERE symbol = ? AND terminal = 0", (position.symbol,)
@@ -321,7 +356,7 @@ class PositionStore:
             self._update_order(db, update, None, at)
 
     @staticmethod
-    def _insert_order(db: sqlite3.Connection, order: Order, seq: int, at: int) -> None:
+    def _insert_order(db: _Executes, order: Order, seq: int, at: int) -> None:
         if order.status is not OrderStatus.SENDING:
             raise StoreError(f"order {order.client_id} must be written ahead as 'sending'")
         if order.position_id is None:
@@ -364,9 +399,7 @@ class PositionStore:
         )
 
     @staticmethod
-    def _update_order(
-        db: sqlite3.Connection, update: OrderUpdate, seq: int | None, at: int
-    ) -> None:
+    def _update_order(db: _Executes, update: OrderUpdate, seq: int | None, at: int) -> None:
         cur = db.execute(
             "UPDATE orders SET status = ?, exchange_id = COALESCE(?, exchange_id), "
             "reason = ?, updated_at = ? WHERE client_id = ?",
@@ -386,7 +419,7 @@ class PositionStore:
         The time part keeps ids unique even if a store were ever replaced by an empty one, so
         client order ids never repeat at the venue.
         """
-        with self._tx(single=True) as db:
+        with self._tx() as db:
             seq = self._position_seq
             if seq is None:  # read once: this store is the file's only writer (the lock)
                 row = db.execute("SELECT value FROM kv WHERE key = 'position_seq'").fetchone()
@@ -403,7 +436,7 @@ class PositionStore:
 
     def set_value(self, key: str, value: Any, *, at: int) -> None:
         """Persist a small named value (kill-switch latch, last reconciliation, ...)."""
-        with self._tx(single=True) as db:
+        with self._tx() as db:
             db.execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -591,7 +624,7 @@ def _connect(path: Path, *, readonly: bool, durable: bool = True) -> sqlite3.Con
             if str(mode).lower() != "wal":
                 raise StoreError(f"position store {path}: could not enable WAL (got {mode})")
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
-        if not durable:  # a scratch store's savepoints keep their undo pages in memory
+        if not durable:  # a scratch store's temporary pages stay in memory
             conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:

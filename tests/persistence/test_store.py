@@ -18,7 +18,8 @@ from domain.errors import (
     StoreSchemaTooNew,
     SymbolHasLivePosition,
 )
-from domain.models import OrderStatus, OrderUpdate
+from domain.models import Fill, OrderRole, OrderStatus, OrderUpdate
+from domain.position import Change, Position
 from domain.position_data import FillRecord
 from domain.position_table import State
 from persistence import schema
@@ -345,3 +346,46 @@ def test_a_scratch_batch_the_database_rolled_back_is_reported_not_lost_silently(
             fails_after_the_database_rolled_back(scratch)
         scratch.set_value("k", 2, at=2)  # the store goes on with a new batch
         assert scratch.get_value("k") == 2
+
+
+def test_a_scratch_batch_keeps_its_earlier_transactions_when_a_later_one_fails(
+    db: Path, tmp_path: Path
+) -> None:
+    """The rebuilt batch holds exactly what a durable store holds after the same calls."""
+
+    def fill(pos: Position, fill_id: str, role: OrderRole, qty: str, at: int) -> Change:
+        side = pos.side.exit_side if role.reduces else pos.side.entry_side
+        client_id = pos.entry_client_id if role is OrderRole.ENTRY else None
+        made = Fill(fill_id, pos.symbol, side, f.D(qty), f.D(100), at, client_id=client_id)
+        change = pos.apply_fill(made, role, at=at)
+        assert change is not None
+        return change
+
+    def calls(store: PositionStore) -> None:
+        for n, symbol in enumerate(("PF_XBTUSD", "PF_ETHUSD", "PF_SOLUSD")):
+            pos, opened = f.Position.open(f"b{n}", symbol, f.PositionSide.LONG, f.D(2), at=n)
+            store.commit(pos, opened)
+            store.commit(pos, fill(pos, f"e{n}", OrderRole.ENTRY, "2", 10 + n))
+            store.set_value("cursor", n, at=n)
+        pos = store.load("b0")
+        change = fill(pos, "x1", OrderRole.EXIT, "1", 20)
+        bad = replace(change, fills=(*change.fills, change.fills[0]))  # duplicate fill id
+        with pytest.raises(sqlite3.IntegrityError):
+            store.commit(pos, bad)
+        pos.discard()
+        pos = store.load("b0")
+        store.commit(pos, fill(pos, "x2", OrderRole.EXIT, "1", 21))  # numbering goes on
+
+    def rows(path: Path) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(path)
+        tables = ("positions", "transitions", "orders", "order_events", "fills", "kv")
+        out = [row for t in tables for row in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")]
+        conn.close()
+        return out
+
+    with PositionStore.open(db, durable=False) as scratch:
+        calls(scratch)
+    durable_path = tmp_path / "durable.db"
+    with PositionStore.open(durable_path) as durable:
+        calls(durable)
+    assert rows(db) == rows(durable_path)
