@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -129,18 +128,19 @@ class Dispatcher:
 
     def send(self, outbox: Outbox, now: int) -> None:
         cores, seen = self.cores, self.seen
-        queue: deque[tuple[str, object]] = deque(outbox)
-        while queue:
-            destination, message = queue.popleft()
+        queue = list(outbox)  # read in order while it grows: breadth first
+        delivered = 0
+        for destination, message in queue:
             core = cores.get(destination)
             if core is None:
                 continue
-            self.delivered += 1
+            delivered += 1
             if seen is not None:
                 seen(destination, message)
             out = core.handle(message, now)
             if out:
                 queue.extend(out)
+        self.delivered += delivered
 
 
 def backtest_engine(
