@@ -9,7 +9,9 @@ otherwise, with 100,000 USD to start. ``--quick``: the same 10 symbols over 7 da
 
 ``candles_per_s`` is candles replayed over the replay's wall time; generating the candles is
 timed apart (``generate_s``). Also reported: the trades made (a throughput figure means little
-without them) and the process's peak RSS. The replay is the CLI's: the analyzers run ahead in a
+without them), the process's peak RSS and ``host_loop_s``, the host's speed just before the
+replay (:func:`~ops.bench.harness.python_loop_s`; a shared host that is twice as slow doubles
+it and halves the throughput). The replay is the CLI's: the analyzers run ahead in a
 second process (:mod:`actors.backtest_stage`), so the figure is for a machine with two cores.
 """
 
@@ -25,7 +27,7 @@ from adapters.logs import configure_logging
 from adapters.settings import Settings
 from adapters.sim.datasets import generate_history
 from adapters.sim.instruments import SimInstrument, default_instruments
-from ops.bench.harness import BenchResult
+from ops.bench.harness import BenchResult, python_loop_s
 
 START = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 DAY_MS = 86_400_000
@@ -67,6 +69,7 @@ def run(quick: bool) -> BenchResult:
     generate_s = time.perf_counter() - began
     settings = settings_for([s.instrument.unified_symbol for s in specs.values()])
     spec = BacktestSpec(start_ms=START, end_ms=end, balance=Decimal(100_000), seed=SEED)
+    host_loop_s = python_loop_s()
     with Backtest(settings, history, specs, spec) as backtest:
         replay = backtest.run()
         trades = closed_trades(replay.store_path)
@@ -85,5 +88,6 @@ def run(quick: bool) -> BenchResult:
     result.add("elapsed_s", replay.elapsed_s, "s")
     result.add("generate_s", generate_s, "s")
     result.add("trades", len(trades), "count")
+    result.add("host_loop_s", host_loop_s, "s")
     result.add("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB")
     return result

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,23 @@ class BenchResult:
 
 
 BenchFn = Callable[[bool], BenchResult]
+
+CALIBRATION_ADDS = 10_000_000
+
+
+def python_loop_s(adds: int = CALIBRATION_ADDS) -> float:
+    """Seconds this interpreter takes for ``adds`` integer additions in a plain loop.
+
+    A reading of the host's speed at the time: on a shared machine the same benchmark can run
+    at half its speed an hour later, and this loop slows in proportion, so figures taken at
+    different times are compared together with it.
+    """
+    began = time.perf_counter()
+    total = 0
+    for i in range(adds):
+        total += i
+    del total
+    return time.perf_counter() - began
 
 
 @dataclass(frozen=True, slots=True)
