@@ -4,6 +4,11 @@ Prints one JSON line ``{"event": "listening", "url": ..., "port": ...}`` on stdo
 listens (``--port 0`` picks a free port); logs go to stderr. SIGTERM and SIGINT stop it
 cleanly: connections are closed and the state is saved (exit code 0).
 
+``--parent-pid PID``: it runs as that process's child (``run.py paper`` starts it so). Ctrl-C in
+a terminal reaches the whole foreground process group, but the parent still needs the venue
+for its own shutdown, so SIGINT is ignored and the parent stops it with SIGTERM afterwards. If
+the parent ends without doing so (killed), it stops by itself, state saved, within a second.
+
 ``--api-key/--api-secret/--balance`` create the default account on a fresh state (defaults: the
 paper credentials in :mod:`adapters.sim.server.auth`, 100000 USD). An account that already
 exists in the state is left as it is; add money with ``POST /_sim/fund``.
@@ -14,15 +19,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
+
 from adapters.logs import configure_logging
 from adapters.sim.server.app import SimServer
 from adapters.sim.server.auth import PAPER_API_KEY, PAPER_API_SECRET, valid_secret
 from adapters.sim.server.venue import VenueConfig
+
+log = structlog.get_logger(__name__)
+PARENT_POLL_S = 0.5  # how often a child emulator checks that its parent still runs
 
 
 def parser(prog: str = "python -m adapters.sim.server") -> argparse.ArgumentParser:
@@ -38,14 +49,31 @@ def parser(prog: str = "python -m adapters.sim.server") -> argparse.ArgumentPars
     p.add_argument("--balance", type=Decimal, default=Decimal(100_000))
     p.add_argument("--warmup-minutes", type=int, default=120)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        help="run as this process's child: ignore SIGINT, stop when it ends (module docstring)",
+    )
     return p
 
 
-async def _run(config: VenueConfig, host: str, port: int) -> None:
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once this process is no longer ``parent_pid``'s child."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_POLL_S)
+    log.warning("emulator_parent_gone", parent_pid=parent_pid)
+    stop.set()
+
+
+async def _run(config: VenueConfig, host: str, port: int, parent_pid: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    watch = None
+    if parent_pid is None:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    else:
+        watch = asyncio.create_task(_watch_parent(parent_pid, stop))
     server = SimServer(config)
     await server.start(host, port)
     url = f"http://{host}:{server.port}"
@@ -53,6 +81,8 @@ async def _run(config: VenueConfig, host: str, port: int) -> None:
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await server.stop()
 
 
@@ -61,6 +91,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m adapters.sim.serv
     if not valid_secret(args.api_secret):
         print("--api-secret must be valid base64", file=sys.stderr)
         return 2
+    if args.parent_pid is not None:  # before anything else: a Ctrl-C now must not stop it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(None, args.log_level, secrets=[args.api_secret])
     config = VenueConfig(
         state_dir=args.state,
@@ -72,5 +104,5 @@ def main(argv: list[str] | None = None, prog: str = "python -m adapters.sim.serv
         balance=args.balance,
         warmup_minutes=args.warmup_minutes,
     )
-    asyncio.run(_run(config, args.host, args.port))
+    asyncio.run(_run(config, args.host, args.port, args.parent_pid))
     return 0

@@ -2,7 +2,9 @@
 
 Started as ``python -m adapters.sim.server`` (its own interpreter, so a crash of either side
 never takes the other down); the first stdout line announces the URL. Stopped with SIGTERM,
-which saves its state; SIGKILL only if it does not exit in time.
+which saves its state; SIGKILL only if it does not exit in time. It is started as this
+process's child (``--parent-pid``): a Ctrl-C in the terminal leaves it running for this
+process's shutdown, and it stops by itself if this process dies without stopping it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class EmulatorProcess:
             str(warmup_minutes),
             "--log-level",
             log_level,
+            "--parent-pid",
+            str(os.getpid()),
         ]
         err = None if stderr_path is None else stderr_path.open("ab")
         try:
