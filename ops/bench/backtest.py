@@ -9,7 +9,8 @@ otherwise, with 100,000 USD to start. ``--quick``: the same 10 symbols over 7 da
 
 ``candles_per_s`` is candles replayed over the replay's wall time; generating the candles is
 timed apart (``generate_s``). Also reported: the trades made (a throughput figure means little
-without them), the process's peak RSS and ``host_loop_s``, the host's speed just before the
+without them), the kill switch's latches (each released the next UTC day, as the CLI's
+replay does), the process's peak RSS and ``host_loop_s``, the host's speed just before the
 replay (:func:`~ops.bench.harness.python_loop_s`; a shared host that is twice as slow doubles
 it and halves the throughput). The replay is the CLI's: the analyzers run ahead in a
 second process (:mod:`actors.backtest_stage`), so the figure is for a machine with two cores.
@@ -60,7 +61,8 @@ def settings_for(symbols: list[str]) -> Settings:
 
 
 def run(quick: bool) -> BenchResult:
-    configure_logging(None, "ERROR")
+    # a replay's kill-switch latches (the daily loss limit) are counted, not printed
+    configure_logging(None, "CRITICAL")
     days = 7 if quick else 365
     end = START + days * DAY_MS
     specs = instruments()
@@ -88,6 +90,7 @@ def run(quick: bool) -> BenchResult:
     result.add("elapsed_s", replay.elapsed_s, "s")
     result.add("generate_s", generate_s, "s")
     result.add("trades", len(trades), "count")
+    result.add("kill_switch_latches", len(replay.latches), "count")
     result.add("host_loop_s", host_loop_s, "s")
     result.add("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB")
     return result

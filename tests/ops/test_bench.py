@@ -96,6 +96,7 @@ def test_all_quick_lists_every_benchmark() -> None:
     assert backtest["results"]["candles"]["value"] == 10 * 7 * 288  # 10 symbols x 7 days of 5m
     assert backtest["results"]["trades"]["value"] > 0
     assert backtest["results"]["host_loop_s"]["value"] > 0
+    assert backtest["results"]["kill_switch_latches"]["unit"] == "count"
     history = next(b for b in doc["benches"] if b["bench"] == "history")
     expected = {"sqlite_events_per_s", "tell_per_s"}
     if os.environ.get("BASTION_TEST_PG_URL"):  # CI: PostgreSQL must have been measured
